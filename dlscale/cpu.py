@@ -1,0 +1,93 @@
+"""Facts about the learner's CPU: model, cores and the instruction sets deep learning cares about."""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+
+# The ISA extensions the course talks about, as /proc/cpuinfo names them, with what each brings.
+ISA_FEATURES = {
+    "avx2": "AVX2: 256-bit vectors",
+    "fma": "FMA: fused multiply-add",
+    "avx512f": "AVX-512: 512-bit vectors",
+    "avx512_vnni": "AVX512_VNNI: DL Boost INT8 dot products (VPDPBUSD) on 512-bit vectors",
+    "avx_vnni": "AVX_VNNI: DL Boost INT8 dot products on 256-bit vectors",
+    "avx512_bf16": "AVX512_BF16: bfloat16 dot products",
+    "amx_tile": "AMX: tile registers for matrix multiplies",
+    "amx_int8": "AMX-INT8: INT8 tile matrix multiplies",
+    "amx_bf16": "AMX-BF16: bfloat16 tile matrix multiplies",
+}
+
+
+@functools.cache
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's block of /proc/cpuinfo (empty where there is none, e.g. macOS)."""
+    info: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                info[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return info
+
+
+def cpu_model() -> str:
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
+
+
+def cpu_flags() -> set[str]:
+    return set(_cpuinfo().get("flags", "").split())
+
+
+def isa() -> dict[str, bool]:
+    """Which of the course's ISA extensions this CPU has."""
+    flags = cpu_flags()
+    return {name: name in flags for name in ISA_FEATURES}
+
+
+def usable_cores() -> int:
+    """Physical cores this process may run on (hyper-threads are not counted: they share FPUs)."""
+    try:
+        allowed = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        allowed = os.cpu_count() or 1
+    try:
+        import psutil
+
+        physical = psutil.cpu_count(logical=False) or allowed
+    except ImportError:
+        physical = allowed
+    return max(1, min(allowed, physical))
+
+
+def dl_boost_summary() -> str:
+    """One line on what this CPU means for INT8 / bfloat16 deep learning."""
+    has = isa()
+    if has["amx_int8"]:
+        return "AMX + VNNI: INT8 and BF16 matrix multiplies run on tile units (DL Boost and beyond)."
+    if has["avx512_vnni"]:
+        return "AVX512_VNNI: DL Boost INT8 is available (one instruction per 4-way u8 x s8 dot product)."
+    if has["avx_vnni"]:
+        return "AVX_VNNI: DL Boost INT8 on 256-bit vectors (no AVX-512)."
+    if has["avx512f"]:
+        return "AVX-512 without VNNI: INT8 needs three instructions per dot product; no DL Boost."
+    if has["avx2"]:
+        return "AVX2 only: no DL Boost; INT8 still saves memory, but gains less than on a VNNI CPU."
+    return "No AVX2: TensorFlow 2.15 wheels need AVX; this CPU is below the course's minimum."
+
+
+def cpu_facts() -> dict:
+    """Everything above as one JSON-ready dict (what results files record)."""
+    return {
+        "model": cpu_model(),
+        "machine": platform.machine(),
+        "usable_cores": usable_cores(),
+        "logical_cpus": os.cpu_count(),
+        "isa": isa(),
+        "dl_boost": dl_boost_summary(),
+    }

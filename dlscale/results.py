@@ -1,0 +1,93 @@
+"""One results format for the whole course: what a script measured, plus the machine it ran on.
+
+Scripts call `write_results("00_mpi_hello", {...})` (rank 0 writes; other ranks do nothing);
+notebooks and benchmarks call `read_results("00_mpi_hello")` and plot with `bar_chart`.
+Files live in results/NAME.json, next to the course, and are not committed: they are the
+learner's own measurements.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import socket
+from importlib import metadata
+from pathlib import Path
+
+from .cpu import cpu_facts
+from .env import ROOT, quick_mode
+from .launch import rank_and_size
+
+RESULTS = ROOT / "results"
+LIBRARIES = ("tensorflow-cpu", "keras", "horovod", "scikit-learn-intelex", "scikit-learn", "numpy",
+             "impi-rt", "mpi4py")
+
+
+def library_versions() -> dict[str, str | None]:
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def machine_facts(ranks: int | None = None, threads_per_rank: int | None = None) -> dict:
+    """The facts every results file carries, so numbers from different machines can be compared."""
+    return {
+        "hostname": socket.gethostname(),
+        "cpu": cpu_facts(),
+        "ranks": ranks if ranks is not None else rank_and_size()[1],
+        "threads_per_rank": threads_per_rank or int(os.environ.get("OMP_NUM_THREADS", "0")) or None,
+        "python": platform.python_version(),
+        "libraries": library_versions(),
+        "quick_mode": quick_mode(),
+        "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+
+
+def write_results(name: str, measurements: dict, *, ranks: int | None = None,
+                  threads_per_rank: int | None = None, folder: Path | None = None) -> Path | None:
+    """Write results/NAME.json on rank 0 (returns its path; None on other ranks)."""
+    if rank_and_size()[0] != 0:
+        return None
+    folder = folder or RESULTS
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    record = {"name": name, "measurements": measurements,
+              "machine": machine_facts(ranks, threads_per_rank)}
+    partial = path.with_suffix(".json.partial")  # a reader never sees half a file
+    partial.write_text(json.dumps(record, indent=2, default=float) + "\n")
+    partial.replace(path)
+    return path
+
+
+def read_results(name: str, folder: Path | None = None) -> dict:
+    """The record a script wrote; a clear error when the script has not been run yet."""
+    path = (folder or RESULTS) / f"{name}.json"
+    if not path.exists():
+        raise FileNotFoundError(f"no results/{name}.json yet: run the cell that launches the script first")
+    return json.loads(path.read_text())
+
+
+def all_results(folder: Path | None = None) -> list[dict]:
+    """Every results file in the folder (the learner's and any copied in from other machines)."""
+    return [json.loads(p.read_text()) for p in sorted((folder or RESULTS).glob("*.json"))]
+
+
+def bar_chart(labels, values, *, ylabel: str, title: str, ax=None, annotate: str = "{:.2f}"):
+    """The course's bar chart of measured values, each bar labelled with its number."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.5))
+    bars = ax.bar([str(label) for label in labels], values, color="#0071c5")
+    ax.bar_label(bars, labels=[annotate.format(v) for v in values], padding=2)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.margins(y=0.15)
+    ax.figure.tight_layout()
+    return ax

@@ -1,0 +1,50 @@
+"""Starting the two distributed engines of the course, with errors a learner can act on."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from .env import ENVIRONMENT_FIX, MPIEnvironmentError, export_line
+
+
+def _mpi_library_error(error: BaseException, engine: str) -> Exception:
+    message = str(error)
+    if "libmpi" in message or "transceiver" in message:
+        return MPIEnvironmentError(
+            f"{engine} could not load MPI's library (libmpi.so.12): {message}\n"
+            "Fix: " + ENVIRONMENT_FIX.format(export=export_line())
+        )
+    return error if isinstance(error, Exception) else RuntimeError(message)
+
+
+@contextlib.contextmanager
+def daal4py_spmd() -> Iterator[tuple[object, int, int]]:
+    """`with daal4py_spmd() as (d4p, rank, size):` runs daal4py in SPMD mode over the MPI ranks.
+
+    daalinit() joins the MPI job; daalfini() must come after the last distributed call and before
+    the process exits, or other ranks wait for ever. This context manager guarantees both.
+    """
+    try:
+        import daal4py as d4p
+    except ImportError as error:
+        raise _mpi_library_error(error, "daal4py") from error
+    try:
+        d4p.daalinit()
+    except Exception as error:
+        raise _mpi_library_error(error, "daal4py") from error
+    try:
+        yield d4p, d4p.my_procid(), d4p.num_procs()
+    finally:
+        d4p.daalfini()
+
+
+def horovod_init():
+    """Import horovod.tensorflow.keras and call hvd.init(), with a clear error when MPI is missing."""
+    try:
+        import horovod.tensorflow.keras as hvd
+
+        hvd.init()
+    except Exception as error:  # ImportError or horovod's own load errors
+        raise _mpi_library_error(error, "Horovod") from error
+    return hvd
