@@ -33,13 +33,14 @@ KERNEL_SPEC := $(VENV)/share/jupyter/kernels/$(KERNEL)/kernel.json
 comma := ,
 step = @printf '\n\033[1m==> %s\033[0m\n' "$(1)"
 
-.PHONY: help setup lab test test-fast doctor exercises lint clean distclean
+.PHONY: help setup lab test doctor data-full exercises lint clean distclean
 
 help:
 	@echo "make lab        set up (first run about 15 min, later runs seconds) and open JupyterLab"
 	@echo "make test       set up, then run the whole test suite in quick mode"
 	@echo "make setup      only the set-up: venv, pinned stack, Horovod, helper package, kernel"
 	@echo "make doctor     check the environment: CPU, TensorFlow/oneDNN, MPI, Horovod, daal4py"
+	@echo "make data-full  download the full 70,000-image MNIST (needs internet; optional)"
 	@echo "make exercises  regenerate notebooks/ from solutions/"
 	@echo "make clean      remove results and caches (keeps the venv); distclean also removes .venv"
 
@@ -88,7 +89,12 @@ $(KERNEL_SPEC): $(STAMP_PACKAGE)
 lab: setup
 	$(call step,Starting JupyterLab on 127.0.0.1: open the URL with the token printed below)
 	$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser --ServerApp.root_dir=$(CURDIR) \
-	  --LabApp.default_url=/lab/tree/README.md $(if $(filter 0,$(shell id -u)),--allow-root)
+	  --LabApp.default_url=/lab/tree/notebooks/00_getting_started.ipynb $(if $(filter 0,$(shell id -u)),--allow-root)
+
+# The full 70,000-image MNIST, for the notebooks' full runs (needs internet; the course works without it).
+data-full: setup
+	$(BIN)/python -c "import keras; keras.datasets.mnist.load_data()"
+	$(BIN)/python -c "import dlscale; dlscale.load_mnist()"
 
 doctor: setup
 	$(BIN)/python -m dlscale.doctor
@@ -101,7 +107,7 @@ test: setup
 	  --nbval-sanitize-with tests/sanitize.cfg -p no:cacheprovider
 
 exercises: setup
-	$(BIN)/python tools/make_exercises.py
+	$(BIN)/python -m dlscale.exercises
 
 lint: setup
 	$(BIN)/python -m ruff check dlscale scripts tests tools

@@ -6,10 +6,10 @@ Importing it is cheap: TensorFlow, Horovod and daal4py are imported only by the 
 need them.
 """
 
+from .checks import check
 from .cpu import cpu_facts, usable_cores
 from .data import DataError, load_image, load_mnist, shard
 from .env import ROOT, quick_mode
-from .exercises import check
 from .launch import MPIRunError, check_exit, mpirun, rank_and_size, threads_per_rank
 
 __all__ = [

@@ -50,19 +50,21 @@ def isa() -> dict[str, bool]:
     return {name: name in flags for name in ISA_FEATURES}
 
 
+def physical_cores() -> int:
+    """Physical cores of the machine (hyper-threads are not counted: they share FPUs)."""
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
 def usable_cores() -> int:
-    """Physical cores this process may run on (hyper-threads are not counted: they share FPUs)."""
+    """Physical cores this process may run on: fewer than the machine's inside a container or an
+    MPI rank that Intel MPI pinned to its own cores."""
     try:
         allowed = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         allowed = os.cpu_count() or 1
-    try:
-        import psutil
-
-        physical = psutil.cpu_count(logical=False) or allowed
-    except ImportError:
-        physical = allowed
-    return max(1, min(allowed, physical))
+    return max(1, min(allowed, physical_cores()))
 
 
 def dl_boost_summary() -> str:
@@ -86,6 +88,7 @@ def cpu_facts() -> dict:
     return {
         "model": cpu_model(),
         "machine": platform.machine(),
+        "physical_cores": physical_cores(),
         "usable_cores": usable_cores(),
         "logical_cpus": os.cpu_count(),
         "isa": isa(),

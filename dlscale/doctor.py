@@ -11,6 +11,7 @@ import importlib.metadata as metadata
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -173,7 +174,7 @@ def check_two_ranks(name: str, engine: str) -> Check:
         return Check(name, False, "not run: the MPI environment is not set up (see above)")
     except MPIRunError as error:
         return Check(name, False, str(error).strip(), "read the output above; then " + SETUP_FIX)
-    answers = [line.split("] ", 1)[-1] for line in run.output if " OK" in line]
+    answers = re.findall(r"\w+ rank \d+/2: [^\n\[]*? OK", "\n".join(run.output))
     return Check(name, len(answers) == 2, f"2 ranks, {run.seconds:.1f} s: {answers[0] if answers else ''}")
 
 

@@ -67,14 +67,6 @@ def out_of_date(root: Path = ROOT) -> list[Path]:
             if not path.exists() or path.read_text() != text]
 
 
-def check(answer, expected, *, what: str, hint: str = "") -> None:
-    """The check cell after an exercise: a short 'Correct' or an AssertionError with a hint."""
-    if answer == expected:
-        print(f"Correct: {what}.")
-        return
-    raise AssertionError(f"Not yet: {what}. You gave {answer!r}." + (f" Hint: {hint}" if hint else ""))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Generate exercises from solutions.")
     parser.add_argument("--check", action="store_true", help="only report out-of-date files")

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cpu import usable_cores
+from .cpu import physical_cores, usable_cores
 from .env import ROOT, require_mpi_environment, shown
 
 
@@ -54,6 +54,24 @@ def rank_and_size() -> tuple[int, int]:
         if rank_var in os.environ and size_var in os.environ:
             return int(os.environ[rank_var]), int(os.environ[size_var])
     return 0, 1
+
+
+def start_rank() -> tuple[int, int, int]:
+    """Call first in every course script. Returns (rank, size, threads per rank).
+
+    Makes each printed line reach mpirun in one piece (with `python -u`, print() writes the text
+    and the newline separately, and -prepend-rank would label the lone newline as a line of its
+    own), and has rank 0 print the layout the launcher chose.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        stream.reconfigure(line_buffering=True, write_through=False)
+    rank, size = rank_and_size()
+    threads = int(os.environ.get("OMP_NUM_THREADS", "0")) or threads_per_rank(size, physical_cores())
+    if rank == 0:
+        cores = physical_cores()
+        note = " (oversubscribed on purpose?)" if size * threads > cores else ""
+        print(f"layout: {size} rank(s) x {threads} thread(s) per rank on {cores} cores{note}")
+    return rank, size, threads
 
 
 def _python_word() -> str:

@@ -11,6 +11,8 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep the check's output to its own lines
 
+from dlscale.launch import start_rank  # noqa: E402  (after the TensorFlow log level is set)
+
 
 def horovod_allreduce() -> bool:
     from dlscale.spmd import horovod_init
@@ -46,6 +48,7 @@ def daal4py_mean() -> bool:
 CHECKS = {"horovod": horovod_allreduce, "daal4py": daal4py_mean}
 
 if __name__ == "__main__":
+    start_rank()
     if len(sys.argv) != 2 or sys.argv[1] not in CHECKS:
         sys.exit(f"usage: python dlscale/smoke.py {{{','.join(CHECKS)}}}")
     sys.exit(0 if CHECKS[sys.argv[1]]() else 1)

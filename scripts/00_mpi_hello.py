@@ -17,6 +17,7 @@ import numpy as np
 from mpi4py import MPI
 
 from dlscale import quick_mode, shard
+from dlscale.launch import start_rank
 from dlscale.results import write_results
 
 
@@ -40,6 +41,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    start_rank()
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
     if args.tasks < size:

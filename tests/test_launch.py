@@ -68,11 +68,15 @@ def test_paths_are_shown_from_the_course_folder():
 @pytest.mark.mpi
 def test_launcher_streams_every_rank(tmp_path, in_course_env, capsys):
     script = tmp_path / "hello.py"
-    script.write_text("from dlscale import rank_and_size\nprint('hello from', *rank_and_size())\n")
+    script.write_text("from dlscale.launch import start_rank\n"
+                      "rank, size, threads = start_rank()\n"
+                      "print('hello from', rank, size, threads)\n")
     run = mpirun(script, ranks=2, threads=1)
     out = capsys.readouterr().out
     assert out.startswith("$ mpirun -prepend-rank -genv OMP_NUM_THREADS=1 -n 2 ")
-    assert "[0] hello from 0 2" in out and "[1] hello from 1 2" in out
+    lines = out.splitlines()
+    assert "[0] hello from 0 2 1" in lines and "[1] hello from 1 2 1" in lines
+    assert "[0] layout: 2 rank(s) x 1 thread(s) per rank on " in out
     assert run.returncode == 0
 
 

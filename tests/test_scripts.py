@@ -1,0 +1,47 @@
+"""Every course script runs under `mpirun -n 2` in quick mode, writes its results, and refuses bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from dlscale.env import ROOT
+from dlscale.launch import MPIRunError, mpirun
+
+pytestmark = pytest.mark.mpi
+SCRIPTS = sorted((ROOT / "scripts").glob("[0-9]*.py"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_script_runs_on_two_ranks_in_quick_mode(script, in_course_env, tmp_path):
+    name = f"test_{script.stem}"
+    run = mpirun(script, "--name", name, ranks=2, threads=1, echo=False, timeout=600)
+    results = ROOT / "results" / f"{name}.json"
+    record = json.loads(results.read_text())
+    results.unlink()
+    assert record["machine"]["ranks"] == 2 and record["machine"]["quick_mode"] is True
+    assert "[1]" in "\n".join(run.output), "rank 1 printed nothing"
+
+
+def test_mpi_hello_splits_the_work_over_every_rank(in_course_env):
+    mpirun("scripts/00_mpi_hello.py", "--tasks", "7", "--name", "test_split", ranks=4, threads=1,
+           echo=False)
+    path = ROOT / "results" / "test_split.json"
+    per_rank = json.loads(path.read_text())["measurements"]["per_rank"]
+    path.unlink()
+    assert sorted(p["rank"] for p in per_rank) == [0, 1, 2, 3]
+    assert sum(p["tasks"] for p in per_rank) == 7 and min(p["tasks"] for p in per_rank) >= 1
+
+
+def test_mpi_hello_refuses_ranks_without_work(in_course_env):
+    with pytest.raises(MPIRunError, match="leaves some of the 4 ranks without work"):
+        mpirun("scripts/00_mpi_hello.py", "--tasks", "3", ranks=4, threads=1, echo=False)
+
+
+def test_mpi_hello_refuses_bad_values(in_course_env):
+    out = subprocess.run([sys.executable, "scripts/00_mpi_hello.py", "--size", "0"], cwd=ROOT,
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 2 and "--size: must be a whole number >= 1, got 0" in out.stderr
