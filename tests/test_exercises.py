@@ -71,3 +71,17 @@ def test_check_tells_right_from_wrong(capsys):
     assert capsys.readouterr().out == "Correct: two plus two.\n"
     with pytest.raises(AssertionError, match="Not yet: two plus two. You gave 5. Hint: count"):
         check(5, 4, what="two plus two", hint="count")
+
+
+def test_marked_scripts_get_an_exercise_twin(tmp_path):
+    for folder in ("solutions", "notebooks"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "train.py").write_text(
+        "import horovod\n# Hint: initialise Horovod.\n### BEGIN SOLUTION\nhvd.init()\n### END SOLUTION\n")
+    (tmp_path / "scripts" / "plain.py").write_text("print('no exercise here')\n")
+    twin = tmp_path / "scripts" / "exercises" / "train.py"
+    assert out_of_date(tmp_path) == [twin]
+    twin.parent.mkdir()
+    twin.write_text(f"import horovod\n# Hint: initialise Horovod.\n{TODO}\n")
+    assert out_of_date(tmp_path) == []
