@@ -83,6 +83,33 @@ def dl_boost_summary() -> str:
     return "No AVX2: TensorFlow 2.15 wheels need AVX; this CPU is below the course's minimum."
 
 
+def clock_ghz() -> float | None:
+    """The core clock: the maximum the kernel reports, else the current speed /proc/cpuinfo shows."""
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq") as f:
+            return int(f.read()) / 1e6
+    except (OSError, ValueError):
+        mhz = _cpuinfo().get("cpu MHz")
+        return float(mhz) / 1000 if mhz else None
+
+
+def fp32_flops_per_cycle() -> int:
+    """FP32 FLOPs one core can finish per cycle, assuming two FMA units (most server cores).
+
+    An FMA is 2 FLOPs per lane: AVX-512 has 16 FP32 lanes, AVX2 8. Without FMA, one add and
+    one multiply per cycle.
+    """
+    has = isa()
+    lanes = 16 if has["avx512f"] else 8
+    return 2 * lanes * 2 if has["fma"] else lanes * 2
+
+
+def peak_fp32_gflops(cores: int | None = None) -> float | None:
+    """Theoretical FP32 peak of `cores` cores (default: all usable) at clock_ghz()."""
+    ghz = clock_ghz()
+    return None if ghz is None else fp32_flops_per_cycle() * ghz * (cores or usable_cores())
+
+
 def cpu_facts() -> dict:
     """Everything above as one JSON-ready dict (what results files record)."""
     return {
@@ -92,5 +119,7 @@ def cpu_facts() -> dict:
         "usable_cores": usable_cores(),
         "logical_cpus": os.cpu_count(),
         "isa": isa(),
+        "clock_ghz": clock_ghz(),
+        "fp32_flops_per_cycle": fp32_flops_per_cycle(),
         "dl_boost": dl_boost_summary(),
     }

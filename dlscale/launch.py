@@ -29,6 +29,10 @@ from .env import ROOT, require_mpi_environment, shown
 class MPIRunError(RuntimeError):
     """An mpirun launch (or a `!mpirun` line) that did not exit with status 0."""
 
+    def __init__(self, message: str, output: list[str] | None = None):
+        super().__init__(message)
+        self.output = output or []  # every line the ranks printed, for a closer look
+
 
 @dataclass
 class MPIRun:
@@ -165,12 +169,12 @@ def mpirun(
     if timeout and seconds >= timeout:
         raise MPIRunError(
             f"mpirun did not finish within {timeout:.0f} s and was stopped: {printable}\n"
-            "Last lines of output:\n" + "\n".join(tail)
+            "Last lines of output:\n" + "\n".join(tail), output
         )
     if process.returncode != 0:
         raise MPIRunError(
             f"mpirun failed with exit status {process.returncode} after {seconds:.1f} s: "
-            f"{printable}\nLast lines of output:\n" + "\n".join(tail)
+            f"{printable}\nLast lines of output:\n" + "\n".join(tail), output
         )
     return MPIRun(command, process.returncode, seconds, output)
 

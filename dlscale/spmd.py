@@ -48,3 +48,29 @@ def horovod_init():
     except Exception as error:  # ImportError or horovod's own load errors
         raise _mpi_library_error(error, "Horovod") from error
     return hvd
+
+
+def summarize_horovod_timeline(path) -> dict[str, dict[str, float]]:
+    """Total time and count of each activity in a HOROVOD_TIMELINE file (Chrome trace format).
+
+    Activities nest per tensor: NEGOTIATE_ALLREDUCE (waiting until every rank has the tensor
+    ready), then ALLREDUCE, which holds MEMCPY_IN_FUSION_BUFFER, MPI_ALLREDUCE and
+    MEMCPY_OUT_FUSION_BUFFER. Returns {activity: {"ms": total, "count": n}}.
+    """
+    import json
+    from pathlib import Path
+
+    text = Path(path).read_text().rstrip().rstrip(",")
+    events = json.loads(text if text.endswith("]") else text + "]")  # a live run has no closing ]
+    open_events: dict[int, list[tuple[str, float]]] = {}
+    totals: dict[str, dict[str, float]] = {}
+    for event in events:
+        stack = open_events.setdefault(event.get("pid", 0), [])
+        if event.get("ph") == "B":
+            stack.append((event["name"], event["ts"]))
+        elif event.get("ph") == "E" and stack:
+            name, start = stack.pop()
+            entry = totals.setdefault(name, {"ms": 0.0, "count": 0})
+            entry["ms"] += (event["ts"] - start) / 1000
+            entry["count"] += 1
+    return dict(sorted(totals.items(), key=lambda item: -item[1]["ms"]))

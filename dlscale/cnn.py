@@ -1,0 +1,251 @@
+"""The workshop's MNIST CNN and what trains and measures it: shared by scripts/cnn_mnist.py,
+scripts/cnn_mnist_hvd.py and notebooks 03 and 04.
+
+Importing this module imports TensorFlow, which reads TF_ENABLE_ONEDNN_OPTS once, at import: set
+it (mpirun's -genv does) before the script starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides the lesson
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from .data import Mnist  # noqa: E402
+from .env import ROOT, quick_mode  # noqa: E402
+
+
+def configure_tensorflow(intra_op_threads: int, inter_op_threads: int = 1) -> dict:
+    """Set TensorFlow's thread pools (before any operation runs) and report what TensorFlow uses."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
+    tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
+    return {"intra_op_threads": intra_op_threads, "inter_op_threads": inter_op_threads,
+            "onednn": bool(_pywrap_util_port.IsMklEnabled()),
+            "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default")}
+
+
+def build_model(learning_rate: float = 1e-3, wrap_optimizer=None):
+    """conv 5x5x32 + ReLU + max-pool, conv 5x5x64 + ReLU + max-pool, dense 1024 + dropout, dense 10.
+
+    Compiled with Adam; `wrap_optimizer` (e.g. hvd.DistributedOptimizer) wraps it first.
+    """
+    layers = tf.keras.layers
+    model = tf.keras.Sequential([
+        layers.Input((28, 28, 1)),
+        layers.Conv2D(32, 5, padding="same", activation="relu", name="conv1"),
+        layers.MaxPool2D(2, name="pool1"),
+        layers.Conv2D(64, 5, padding="same", activation="relu", name="conv2"),
+        layers.MaxPool2D(2, name="pool2"),
+        layers.Flatten(name="flatten"),
+        layers.Dense(1024, activation="relu", name="dense1"),
+        layers.Dropout(0.4, name="dropout"),
+        layers.Dense(10, name="logits"),
+    ], name="workshop_cnn")
+    optimizer = tf.keras.optimizers.Adam(learning_rate)
+    model.compile(optimizer=wrap_optimizer(optimizer) if wrap_optimizer else optimizer,
+                  loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    return model
+
+
+def layer_flops(model) -> dict[str, int]:
+    """Floating-point operations of one forward pass of one image, per layer (a multiply-add is 2).
+
+    Convolutions and dense layers only: pooling, ReLU and bias are a few percent and left out.
+    """
+    flops = {}
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind == "Conv2D":
+            kh, kw, c_in, c_out = layer.kernel.shape
+            _, h_out, w_out, _ = layer.output.shape
+            flops[layer.name] = 2 * h_out * w_out * c_out * kh * kw * c_in
+        elif kind == "Dense":
+            n_in, n_out = layer.kernel.shape
+            flops[layer.name] = 2 * n_in * n_out
+    return flops
+
+
+def flops_per_image(model) -> int:
+    return sum(layer_flops(model).values())
+
+
+TRAINING_FLOPS_FACTOR = 3  # backward pass: gradients for inputs and for weights, each ~ one forward
+
+
+def as_inputs(mnist: Mnist, n_train: int | None = None, n_test: int | None = None):
+    """(x_train, y_train, x_test, y_test) as float32 in [0, 1] with a channel axis, for Keras."""
+    def scale(x):
+        return (x.astype(np.float32) / 255.0)[..., None]
+
+    return (scale(mnist.x_train[:n_train]), mnist.y_train[:n_train].astype(np.int32),
+            scale(mnist.x_test[:n_test]), mnist.y_test[:n_test].astype(np.int32))
+
+
+def profile_training_step(model, x, y, top: int = 12) -> list[dict]:
+    """Profile one training step with TensorFlow's profiler; the ops that took the most time.
+
+    Returns [{"op": op type, "microseconds": total, "calls": n}], summed by op type over the
+    step. Op types show which kernels ran: `_MklNative...` and `_MklFused...` are oneDNN's,
+    `Conv2D`, `MatMul` and `_FusedConv2D` are TensorFlow's own (Eigen).
+    """
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    model.train_on_batch(x, y)  # warm-up: compile the step before measuring it
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        model.train_on_batch(x, y)
+        tf.profiler.experimental.stop()
+        space = xplane_pb2.XSpace()
+        with open(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)[0], "rb") as f:
+            space.ParseFromString(f.read())
+    return summarize_xspace(space, top)
+
+
+def summarize_xspace(space, top: int = 12) -> list[dict]:
+    """Sum the host's TensorFlow op events of a profile by op type (the part after ':')."""
+    time_us: collections.Counter = collections.Counter()
+    calls: collections.Counter = collections.Counter()
+    for plane in space.planes:
+        if plane.name != "/host:CPU":
+            continue
+        for line in plane.lines:
+            if not line.name.startswith("tf_Compute"):  # the threads that run kernels
+                continue
+            for event in line.events:
+                name = plane.event_metadata[event.metadata_id].name
+                if ":" not in name or "::" in name:  # executor bookkeeping, not a kernel
+                    continue
+                op = name.rsplit(":", 1)[1]
+                time_us[op] += event.duration_ps / 1e6
+                calls[op] += 1
+    return [{"op": op, "microseconds": round(us, 1), "calls": calls[op]}
+            for op, us in time_us.most_common(top)]
+
+
+def positive(kind):
+    """An argparse type: a number of `kind` that must be > 0, with a clear message otherwise."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+    return parse
+
+
+def training_parser(description: str, default_name: str) -> argparse.ArgumentParser:
+    """The command line of cnn_mnist.py, which cnn_mnist_hvd.py extends."""
+    quick = quick_mode()
+    p = argparse.ArgumentParser(description=description.splitlines()[0])
+    p.add_argument("--epochs", type=positive(int), default=1 if quick else 6,
+                   help="train until this many epochs are done (default 6; 1 in quick mode)")
+    p.add_argument("--batch-size", type=positive(int), default=64,
+                   help="images per step and rank (default 64)")
+    p.add_argument("--lr", type=positive(float), default=1e-3, help="Adam's learning rate (default 0.001)")
+    p.add_argument("--threads", type=positive(int), default=None,
+                   help="TensorFlow intra-op threads (default: OMP_NUM_THREADS, set by the launcher)")
+    p.add_argument("--inter-threads", type=positive(int), default=1,
+                   help="TensorFlow inter-op threads (default 1)")
+    p.add_argument("--train-images", type=positive(int), default=512 if quick else None,
+                   help="use only the first N training images (default all; 512 in quick mode)")
+    p.add_argument("--checkpoint-dir", type=Path, default=ROOT / "checkpoints" / default_name,
+                   help=f"where checkpoints go (default checkpoints/{default_name})")
+    p.add_argument("--fresh", action="store_true", help="delete the checkpoints and start over")
+    p.add_argument("--profile", action="store_true", help="also profile one training step")
+    p.add_argument("--name", default=default_name, help="results file name (results/NAME.json)")
+    return p
+
+
+class EpochLog(tf.keras.callbacks.Callback):
+    """Times every epoch's training, prints a progress line every tenth of one (one line each, so
+    mpirun streams it), and calls `at_epoch_end(epoch)` (checkpointing) after each epoch."""
+
+    def __init__(self, epochs: int, steps: int, images_per_step: int, at_epoch_end=None,
+                 verbose: bool = True):
+        super().__init__()
+        self.epochs, self.steps, self.images_per_step = epochs, steps, images_per_step
+        self.at_epoch_end, self.verbose = at_epoch_end, verbose
+        self.seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.start = epoch, time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.trained = time.perf_counter()  # the epoch's training ends here; validation follows
+        if self.verbose and ((batch + 1) % max(1, self.steps // 10) == 0 or batch + 1 == self.steps):
+            rate = (batch + 1) * self.images_per_step / (self.trained - self.start)
+            print(f"epoch {self.epoch + 1}/{self.epochs} {100 * (batch + 1) // self.steps:3d}%  "
+                  f"loss {logs['loss']:.4f}  accuracy {logs['accuracy']:.4f}  {rate:.0f} img/s")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(self.trained - self.start)
+        if self.at_epoch_end:
+            self.at_epoch_end(epoch)
+
+
+class Checkpoints:
+    """Model, optimizer and the number of finished epochs, saved after every epoch.
+
+    `restore()` loads the latest checkpoint (if any) and returns the epochs already done; a
+    `fresh` start deletes the folder first: TensorFlow would otherwise resume, and a model that
+    already trained for all its epochs would not train at all.
+    """
+
+    def __init__(self, model, directory: Path, fresh: bool = False):
+        if fresh and directory.exists():
+            shutil.rmtree(directory)
+        self.done = tf.Variable(0, dtype=tf.int64, name="epochs_done")
+        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
+                                              epochs_done=self.done)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, str(directory), max_to_keep=2)
+        self.saved = 0
+
+    def restore(self) -> int:
+        latest = self.manager.latest_checkpoint
+        if latest:
+            # Create Adam's slots now, so that they are restored now (not at the first step) and
+            # Horovod can broadcast them before training starts.
+            model = self.checkpoint.model
+            model.optimizer.build(model.trainable_variables)
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            print(f"resuming from {Path(latest).name}: {int(self.done)} epoch(s) done "
+                  "(--fresh starts over)")
+        return int(self.done)
+
+    def save(self, epoch: int) -> None:
+        self.done.assign(epoch + 1)
+        path = self.manager.save(checkpoint_number=epoch + 1)
+        self.saved += 1
+        print(f"saved {Path(path).name}")
+
+
+def evaluate(model, x_test, y_test) -> dict:
+    """Test accuracy, confusion matrix, the first misclassified images ([index, predicted digit]),
+    and inference speed."""
+    model.predict(x_test[:256], batch_size=256, verbose=0)  # warm-up
+    start = time.perf_counter()
+    logits = model.predict(x_test, batch_size=256, verbose=0)
+    seconds = time.perf_counter() - start
+    predicted = logits.argmax(axis=1)
+    return {
+        "test_accuracy": float((predicted == y_test).mean()),
+        "test_images": len(x_test),
+        "confusion_matrix": tf.math.confusion_matrix(y_test, predicted, num_classes=10).numpy().tolist(),
+        "misclassified": [[int(i), int(predicted[i])] for i in (predicted != y_test).nonzero()[0][:32]],
+        "inference_images_per_second": len(x_test) / seconds,
+    }

@@ -1,0 +1,79 @@
+"""Notebook 03: train the workshop's MNIST CNN on the CPU, with checkpoints, and measure it.
+
+    mpirun -prepend-rank -genv OMP_NUM_THREADS=2 -n 1 python -u scripts/cnn_mnist.py --epochs 6
+
+Set TF_ENABLE_ONEDNN_OPTS=0 or 1 (e.g. `-genv TF_ENABLE_ONEDNN_OPTS=1`) to run TensorFlow's own
+kernels or oneDNN's. A checkpoint is saved after every epoch; a re-run resumes from the last one
+unless --fresh is given. Results (accuracy, learning curve, confusion matrix, images/s, GFLOP/s,
+optionally a profile of one training step) go to results/NAME.json.
+"""
+
+from __future__ import annotations
+
+from dlscale import load_mnist, quick_mode
+from dlscale.cnn import (
+    TRAINING_FLOPS_FACTOR,
+    Checkpoints,
+    EpochLog,
+    as_inputs,
+    build_model,
+    configure_tensorflow,
+    evaluate,
+    flops_per_image,
+    profile_training_step,
+    training_parser,
+)
+from dlscale.cpu import peak_fp32_gflops
+from dlscale.launch import start_rank
+from dlscale.results import write_results
+
+
+def main() -> None:
+    args = training_parser(__doc__, "cnn_mnist").parse_args()
+    _, size, threads = start_rank()
+    if size > 1:  # every rank would train its own copy and write the same checkpoints
+        raise SystemExit(f"cnn_mnist.py trains on one rank, not {size}: launch it with -n 1, "
+                         "or use cnn_mnist_hvd.py to train on several")
+    tf_info = configure_tensorflow(args.threads or threads, args.inter_threads)
+    print(f"oneDNN {'on' if tf_info['onednn'] else 'off'}; {tf_info['intra_op_threads']} intra-op "
+          f"and {tf_info['inter_op_threads']} inter-op thread(s)")
+    x_train, y_train, x_test, y_test = as_inputs(load_mnist(), args.train_images,
+                                                 256 if quick_mode() else None)
+    model = build_model(args.lr)
+    checkpoints = Checkpoints(model, args.checkpoint_dir, fresh=args.fresh)
+    first_epoch = checkpoints.restore()
+    if first_epoch >= args.epochs:
+        print(f"already trained for {first_epoch} epoch(s): nothing to train (more --epochs, or --fresh)")
+
+    steps = -(-len(x_train) // args.batch_size)
+    log = EpochLog(args.epochs, steps, args.batch_size, at_epoch_end=checkpoints.save)
+    history = model.fit(x_train, y_train, batch_size=args.batch_size, initial_epoch=first_epoch,
+                        epochs=args.epochs, validation_data=(x_test, y_test), verbose=0,
+                        callbacks=[log])
+
+    results = evaluate(model, x_test, y_test)
+    flops = flops_per_image(model)
+    train_rate = len(x_train) / min(log.seconds) if log.seconds else None  # the fastest epoch
+    results |= {
+        "train_images": len(x_train),
+        "epochs_done": first_epoch + len(log.seconds), "resumed_from_epoch": first_epoch,
+        "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+        "epoch_seconds": log.seconds,
+        "train_images_per_second": train_rate,
+        "forward_flops_per_image": flops,
+        "train_gflops": train_rate and train_rate * TRAINING_FLOPS_FACTOR * flops / 1e9,
+        "inference_gflops": results["inference_images_per_second"] * flops / 1e9,
+        "peak_fp32_gflops": peak_fp32_gflops(tf_info["intra_op_threads"]),
+        "tensorflow": tf_info, "batch_size": args.batch_size, "learning_rate": args.lr,
+    }
+    if args.profile:
+        results["profile"] = profile_training_step(model, x_train[:args.batch_size],
+                                                   y_train[:args.batch_size])
+    print(f"test accuracy {results['test_accuracy']:.4f}; training "
+          + (f"{train_rate:.0f} img/s" if train_rate else "skipped")
+          + f"; inference {results['inference_images_per_second']:.0f} img/s")
+    write_results(args.name, results, ranks=size, threads_per_rank=tf_info["intra_op_threads"])
+
+
+if __name__ == "__main__":
+    main()

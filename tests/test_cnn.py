@@ -1,0 +1,107 @@
+"""The MNIST CNN scripts: training, checkpoints and resuming, Horovod's guarantees, failing fast."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from dlscale.env import ROOT
+from dlscale.launch import MPIRunError, mpirun, mpirun_command
+from dlscale.spmd import summarize_horovod_timeline
+
+pytestmark = pytest.mark.mpi
+
+
+def results(name: str) -> dict:
+    path = ROOT / "results" / f"{name}.json"
+    record = json.loads(path.read_text())["measurements"]
+    path.unlink()
+    return record
+
+
+def test_flops_of_the_workshop_network():
+    from dlscale.cnn import build_model, layer_flops
+
+    flops = layer_flops(build_model())
+    assert flops == {"conv1": 2 * 28 * 28 * 32 * 25, "conv2": 2 * 14 * 14 * 64 * 25 * 32,
+                     "dense1": 2 * 7 * 7 * 64 * 1024, "logits": 2 * 1024 * 10}
+
+
+def test_training_profiles_the_kernels_that_ran(in_course_env, tmp_path):
+    mpirun("scripts/cnn_mnist.py", "--profile", "--checkpoint-dir", tmp_path, "--name", "test_profile",
+           ranks=1, threads=2, genv={"TF_ENABLE_ONEDNN_OPTS": 1}, echo=False)
+    record = results("test_profile")
+    assert record["tensorflow"]["onednn"] is True
+    ops = [row["op"] for row in record["profile"]]
+    assert any(op.startswith("_Mkl") for op in ops), ops  # oneDNN's kernels ran
+    assert record["train_gflops"] > 0 and record["peak_fp32_gflops"] > record["train_gflops"]
+    assert sum(map(sum, record["confusion_matrix"])) == record["test_images"]
+
+
+def test_killed_after_an_epoch_a_run_resumes_from_its_checkpoint(in_course_env, tmp_path):
+    command = mpirun_command("scripts/cnn_mnist_hvd.py", "--epochs", 3, "--checkpoint-dir", tmp_path,
+                             "--name", "test_resume", ranks=2, threads=1)
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not (tmp_path / "ckpt-1.index").exists():  # the first epoch's checkpoint
+        assert process.poll() is None and time.monotonic() < deadline, "no checkpoint was written"
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "ckpt-3.index").exists(), "the run finished before it could be killed"
+    run = mpirun("scripts/cnn_mnist_hvd.py", "--epochs", 3, "--checkpoint-dir", tmp_path,
+                 "--name", "test_resume", ranks=2, threads=1, echo=False)
+    record = results("test_resume")
+    assert "resuming from ckpt-" in "\n".join(run.output)
+    assert record["resumed_from_epoch"] >= 1 and record["epochs_done"] == 3
+    assert len(record["epoch_seconds"]) == 3 - record["resumed_from_epoch"]
+
+
+def test_horovod_ranks_agree_and_only_rank_zero_checkpoints(in_course_env, tmp_path):
+    mpirun("scripts/cnn_mnist_hvd.py", "--epochs", 2, "--checkpoint-dir", tmp_path,
+           "--name", "test_hvd", ranks=2, threads=1, echo=False)
+    record = results("test_hvd")
+    assert record["weights_identical"] and len(record["weights_digest_per_rank"]) == 2
+    assert record["checkpoints_saved_per_rank"] == [2, 0]
+    assert sorted(p.name for p in tmp_path.glob("ckpt-*.index")) == ["ckpt-1.index", "ckpt-2.index"]
+    assert record["learning_rate"] == pytest.approx(2 * 1e-3)  # scaled by the number of ranks
+
+
+def test_a_crashing_rank_fails_the_whole_launch_fast(in_course_env, tmp_path):
+    start = time.monotonic()
+    with pytest.raises(MPIRunError, match="exit status") as failure:
+        mpirun("scripts/cnn_mnist_hvd.py", "--epochs", 5, "--crash-rank", 1, "--checkpoint-dir",
+               tmp_path, ranks=2, threads=1, echo=False, timeout=240)
+    assert time.monotonic() - start < 120, "the other rank hung instead of stopping"
+    assert "[1] rank 1 crashed on purpose (--crash-rank)" in failure.value.output
+
+
+@pytest.mark.parametrize("bad", [["--epochs", "0"], ["--lr", "-1"], ["--batch-size", "x"]])
+def test_bad_values_get_a_clear_error(bad):
+    out = subprocess.run([sys.executable, "scripts/cnn_mnist.py", *bad], cwd=ROOT, capture_output=True,
+                         text=True, check=False)
+    assert out.returncode == 2 and f"argument {bad[0]}:" in out.stderr
+
+
+def test_a_rank_without_a_batch_is_refused(in_course_env, tmp_path):
+    with pytest.raises(MPIRunError, match="use fewer ranks, a smaller batch"):
+        mpirun("scripts/cnn_mnist_hvd.py", "--train-images", 100, "--batch-size", 64,
+               "--checkpoint-dir", tmp_path, ranks=2, threads=1, echo=False)
+
+
+def test_timeline_summary_nests_activities_and_reads_a_live_file(tmp_path):
+    trace = tmp_path / "timeline.json"
+    trace.write_text('[\n{"ph": "B", "name": "NEGOTIATE_ALLREDUCE", "ts": 0, "pid": 1},'
+                     '{"ph": "E", "ts": 1000, "pid": 1},{"ph": "B", "name": "ALLREDUCE", "ts": 1000, '
+                     '"pid": 1},{"ph": "B", "name": "MPI_ALLREDUCE", "ts": 1200, "pid": 1},'
+                     '{"ph": "E", "ts": 2200, "pid": 1},{"ph": "E", "ts": 3000, "pid": 1},')
+    summary = summarize_horovod_timeline(trace)
+    assert summary == {"ALLREDUCE": {"ms": 2.0, "count": 1}, "NEGOTIATE_ALLREDUCE": {"ms": 1.0, "count": 1},
+                       "MPI_ALLREDUCE": {"ms": 1.0, "count": 1}}
