@@ -1,7 +1,7 @@
 # Deep Learning at Scale with Distributed Frameworks
 #   make lab     set everything up (first time: about 15 minutes), then open the course in JupyterLab
 #   make test    set everything up, then run the whole test suite (quick mode)
-# Other targets: setup, doctor, exercises, lint, clean. `make help` lists them.
+# Other targets: setup, doctor, data-full, bench, exercises, lint, clean. `make help` lists them.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -33,7 +33,7 @@ KERNEL_SPEC := $(VENV)/share/jupyter/kernels/$(KERNEL)/kernel.json
 comma := ,
 step = @printf '\n\033[1m==> %s\033[0m\n' "$(1)"
 
-.PHONY: help setup lab test doctor data-full exercises lint clean distclean
+.PHONY: help setup lab test doctor data-full bench exercises lint clean distclean
 
 help:
 	@echo "make lab        set up (first run about 15 min, later runs seconds) and open JupyterLab"
@@ -41,6 +41,7 @@ help:
 	@echo "make setup      only the set-up: venv, pinned stack, Horovod, helper package, kernel"
 	@echo "make doctor     check the environment: CPU, TensorFlow/oneDNN, MPI, Horovod, daal4py"
 	@echo "make data-full  download the full 70,000-image MNIST (needs internet; optional)"
+	@echo "make bench      run the benchmarks; results/benchmarks_HOST.json and .md (minutes)"
 	@echo "make exercises  regenerate notebooks/ from solutions/"
 	@echo "make clean      remove results and caches (keeps the venv); distclean also removes .venv"
 
@@ -106,6 +107,11 @@ test: setup
 	DLSCALE_QUICK=1 $(BIN)/python -m pytest tests solutions --nbval --nbval-kernel-name $(KERNEL) \
 	  --nbval-sanitize-with tests/sanitize.cfg -p no:cacheprovider
 
+# Every benchmark entry the notebooks define, recorded with this machine's facts in results/.
+# DLSCALE_QUICK=1 make bench runs them at smoke sizes.
+bench: setup
+	$(BIN)/python -m dlscale.bench
+
 exercises: setup
 	$(BIN)/python -m dlscale.exercises
 
@@ -113,7 +119,7 @@ lint: setup
 	$(BIN)/python -m ruff check dlscale scripts tests tools
 
 clean:
-	rm -rf results tests/artifacts .pytest_cache
+	rm -rf results checkpoints tests/artifacts .pytest_cache
 	find . -name __pycache__ -prune -exec rm -rf {} + -o -name .ipynb_checkpoints -prune -exec rm -rf {} +
 
 distclean: clean

@@ -96,12 +96,14 @@ def test_a_rank_without_a_batch_is_refused(in_course_env, tmp_path):
                "--checkpoint-dir", tmp_path, ranks=2, threads=1, echo=False)
 
 
-def test_timeline_summary_nests_activities_and_reads_a_live_file(tmp_path):
+def test_timeline_summary_counts_overlapping_tensors_once_and_reads_a_live_file(tmp_path):
     trace = tmp_path / "timeline.json"
-    trace.write_text('[\n{"ph": "B", "name": "NEGOTIATE_ALLREDUCE", "ts": 0, "pid": 1},'
-                     '{"ph": "E", "ts": 1000, "pid": 1},{"ph": "B", "name": "ALLREDUCE", "ts": 1000, '
-                     '"pid": 1},{"ph": "B", "name": "MPI_ALLREDUCE", "ts": 1200, "pid": 1},'
-                     '{"ph": "E", "ts": 2200, "pid": 1},{"ph": "E", "ts": 3000, "pid": 1},')
+    events = [("B", "NEGOTIATE_ALLREDUCE", 0, 1), ("E", None, 1000, 1),
+              ("B", "ALLREDUCE", 1000, 1), ("B", "MPI_ALLREDUCE", 1200, 1), ("E", None, 2200, 1),
+              ("E", None, 3000, 1),
+              ("B", "ALLREDUCE", 1500, 2), ("E", None, 3500, 2)]  # a second tensor, fused: overlaps
+    trace.write_text("[\n" + "".join(json.dumps({"ph": ph, "name": name, "ts": ts, "pid": pid}) + ","
+                                      for ph, name, ts, pid in events))  # no closing ]: still running
     summary = summarize_horovod_timeline(trace)
-    assert summary == {"ALLREDUCE": {"ms": 2.0, "count": 1}, "NEGOTIATE_ALLREDUCE": {"ms": 1.0, "count": 1},
+    assert summary == {"ALLREDUCE": {"ms": 2.5, "count": 2}, "NEGOTIATE_ALLREDUCE": {"ms": 1.0, "count": 1},
                        "MPI_ALLREDUCE": {"ms": 1.0, "count": 1}}
