@@ -96,6 +96,28 @@ def _summarize_horovod_scaling(runs: dict[str, dict]) -> dict:
             for layout, m in layouts.items()}
 
 
+def _kmeans(cores: int) -> list[Launch]:
+    scale = "1" if quick_mode() else "3"
+    layouts = dict.fromkeys([(1, cores), (cores, 1), (2 * cores, 1)])
+    return [Launch("scripts/quantize_colors.py",
+                   ["--scale", scale, "--init", "sample", "--name", f"bench_05_{r}x{t}",
+                    "--out", f"results/bench_05_{r}x{t}.png", *(["--compare-sklearn"] if r == 1 else [])],
+                   r, t, f"bench_05_{r}x{t}") for r, t in layouts]
+
+
+def _summarize_kmeans(runs: dict[str, dict]) -> dict:
+    layouts = {name.removeprefix("bench_05_"): m for name, m in runs.items()}
+    single = next(iter(layouts.values()))  # one rank, all cores as threads, with scikit-learn beside it
+    return {
+        "pixels": single["pixels"], "colors": single["colors"], "iterations": single["iterations"],
+        "iterate_seconds_by_layout": {layout: m["seconds"]["iterate"] for layout, m in layouts.items()},
+        "sklearn_seconds": single["sklearn"]["seconds"],
+        "daal4py_speedup_over_sklearn": single["sklearn"]["seconds"] / single["seconds"]["iterate"],
+        "inertia_relative_difference":
+            abs(single["sklearn"]["inertia"] - single["inertia"]) / single["inertia"],
+    }
+
+
 ENTRIES = [
     Entry("mpi_layouts", "00", "matrix multiplies: ranks x threads layouts, oversubscription",
           _mpi_layouts, _summarize_mpi_layouts),
@@ -103,6 +125,8 @@ ENTRIES = [
           _cnn_onednn, _summarize_cnn_onednn),
     Entry("horovod_scaling", "04", "MNIST CNN with Horovod: ranks x threads at equal cores",
           _horovod_scaling, _summarize_horovod_scaling),
+    Entry("kmeans_daal4py", "05", "colour quantization: ranks x threads, daal4py vs scikit-learn",
+          _kmeans, _summarize_kmeans),
 ]
 
 

@@ -136,6 +136,12 @@ def shard(n_items: int, rank: int, size: int, min_items: int = 1) -> slice:
 SAMPLE_IMAGES = ("china.jpg", "flower.jpg")  # photos that ship with scikit-learn
 
 
+def smoke_sized(image: np.ndarray, max_pixels: int = 20_000) -> np.ndarray:
+    """Every n-th row and column of a photo, so that quick mode works on at most ~max_pixels."""
+    step = int(np.ceil(np.sqrt(image.shape[0] * image.shape[1] / max_pixels)))
+    return image[::step, ::step] if step > 1 else image
+
+
 def load_image(name_or_path: str | Path) -> np.ndarray:
     """An RGB photo as a (height, width, 3) uint8 array.
 

@@ -35,7 +35,8 @@ def daal4py_mean() -> bool:
     from dlscale.spmd import daal4py_spmd
 
     rows = 1000
-    with daal4py_spmd() as (d4p, rank, size):
+    with daal4py_spmd(1) as (d4p, comm):
+        rank, size = comm.Get_rank(), comm.Get_size()
         local = np.arange(rank * rows, (rank + 1) * rows, dtype=np.float64).reshape(-1, 1)
         mean = float(d4p.low_order_moments(distributed=True).compute(local).mean[0, 0])
     expected = (size * rows - 1) / 2  # mean of 0 .. size*rows-1, which no single rank holds

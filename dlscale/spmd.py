@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import sys
+import traceback
 from collections.abc import Iterator
 
 from .env import ENVIRONMENT_FIX, MPIEnvironmentError, export_line
@@ -19,24 +21,38 @@ def _mpi_library_error(error: BaseException, engine: str) -> Exception:
 
 
 @contextlib.contextmanager
-def daal4py_spmd() -> Iterator[tuple[object, int, int]]:
-    """`with daal4py_spmd() as (d4p, rank, size):` runs daal4py in SPMD mode over the MPI ranks.
+def daal4py_spmd(threads: int | None = None) -> Iterator[tuple[object, object]]:
+    """`with daal4py_spmd(threads) as (d4p, comm):` runs daal4py in SPMD mode over the MPI ranks.
 
-    daalinit() joins the MPI job; daalfini() must come after the last distributed call and before
-    the process exits, or other ranks wait for ever. This context manager guarantees both.
+    daalinit() joins the MPI job and sets daal4py's threads for this rank; daalfini() must come
+    after the last distributed call and before the process ends, or the other ranks wait for
+    ever: the context manager guarantees it. `comm` is mpi4py's COMM_WORLD on the same MPI, for
+    what daal4py does not do (gathering labels to rank 0). An exception on any rank aborts the
+    whole job, since the other ranks would otherwise wait in a collective operation for ever.
     """
     try:
         import daal4py as d4p
     except ImportError as error:
         raise _mpi_library_error(error, "daal4py") from error
     try:
-        d4p.daalinit()
+        d4p.daalinit(threads or -1)  # -1: all the cores this rank may use
+        d4p.num_procs()  # daal4py starts MPI at its first distributed call: make it now
     except Exception as error:
         raise _mpi_library_error(error, "daal4py") from error
+    import mpi4py
+
+    mpi4py.rc.initialize = mpi4py.rc.finalize = False  # daal4py owns MPI's start and end
+    from mpi4py import MPI
+
     try:
-        yield d4p, d4p.my_procid(), d4p.num_procs()
-    finally:
-        d4p.daalfini()
+        yield d4p, MPI.COMM_WORLD
+    except BaseException:
+        if MPI.COMM_WORLD.Get_size() > 1:
+            traceback.print_exc()
+            sys.stderr.flush()
+            MPI.COMM_WORLD.Abort(1)
+        raise
+    d4p.daalfini()
 
 
 def horovod_init():

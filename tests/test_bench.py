@@ -18,7 +18,7 @@ def test_bench_summarizes_the_results_files_it_ran(course_env):
     out = subprocess.run([sys.executable, "-m", "dlscale.bench"], cwd=ROOT, env=course_env,
                          capture_output=True, text=True, timeout=1800, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "[1/3] mpi_layouts" in out.stdout and "[3/3] horovod_scaling" in out.stdout
+    assert "[1/4] mpi_layouts" in out.stdout and "[4/4] kmeans_daal4py" in out.stdout
     results = ROOT / "results"
     record = json.loads((results / f"benchmarks_{socket.gethostname()}.json").read_text())
     assert record["machine"]["quick_mode"] is True and record["machine"]["cpu"]["model"]
@@ -38,6 +38,10 @@ def test_bench_summarizes_the_results_files_it_ran(course_env):
     layouts = entries["mpi_layouts"]["summary"]["gflops_by_layout"]
     assert layouts == {p.split("bench_00_")[1].removesuffix(".json"): measured(p)["gflops"]
                        for p in entries["mpi_layouts"]["results_files"]}
+    kmeans = entries["kmeans_daal4py"]
+    single = measured(kmeans["results_files"][0])
+    assert kmeans["summary"]["sklearn_seconds"] == single["sklearn"]["seconds"]
+    assert kmeans["summary"]["inertia_relative_difference"] < 1e-8
     table = (results / f"benchmarks_{socket.gethostname()}.md").read_text()
     assert "| cnn_onednn | 03 |" in table and "train_speedup" in table
 

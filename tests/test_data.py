@@ -104,3 +104,13 @@ def test_unreadable_image_gives_a_clear_error(tmp_path):
         load_image(junk)
     with pytest.raises(DataError, match="no image file"):
         load_image(tmp_path / "absent.png")
+
+
+def test_smoke_sized_images_are_small_but_keep_their_shape():
+    from dlscale.data import smoke_sized
+
+    photo = load_image("china.jpg")
+    small = smoke_sized(photo)
+    assert small.shape[0] * small.shape[1] <= 20_000 and small.shape[2] == 3
+    tiny = photo[:50, :50]
+    assert smoke_sized(tiny) is tiny
