@@ -56,6 +56,43 @@ def _summarize_mpi_layouts(runs: dict[str, dict]) -> dict:
             "oversubscription_slowdown": gflops[f"{cores}x1"] / gflops[f"{2 * cores}x1"]}
 
 
+def _int8(cores: int) -> list[Launch]:
+    settings = dict.fromkeys([(1, 1), (32, cores)])  # (batch, threads): latency-bound, then throughput
+    names = {(b, t): f"bench_01_b{b}_t{t}" for b, t in settings}
+    return [Launch("scripts/int8_inference.py", ["--batch", b, "--threads", t, "--name", name], 1, t, name)
+            for (b, t), name in names.items()]
+
+
+def _summarize_int8(runs: dict[str, dict]) -> dict:
+    first = next(iter(runs.values()))
+    return {
+        **{name.removeprefix("bench_01_"): {"int8_over_fp32": m["int8_speedup"],
+                                             "images_per_second": m["images_per_second_total"]}
+           for name, m in runs.items()},
+        "accuracy_change_points": 100 * (first["accuracy"]["int8"] - first["accuracy"]["fp32"]),
+        "size_ratio": first["model_bytes"]["fp32"] / first["model_bytes"]["int8"],
+    }
+
+
+def _onednn_threads(cores: int) -> list[Launch]:
+    launches = [Launch("scripts/onednn_bench.py", ["--name", f"bench_02_onednn_{s}"], 1, cores,
+                       f"bench_02_onednn_{s}", {"TF_ENABLE_ONEDNN_OPTS": int(s == "on")})
+                for s in ("off", "on")]
+    for intra in sorted({1, cores, 2 * cores}):
+        name = f"bench_02_intra_{intra}"
+        launches.append(Launch("scripts/onednn_bench.py", ["--intra", intra, "--name", name], 1, cores, name))
+    name = f"bench_02_ranks_{cores}"
+    return [*launches, Launch("scripts/onednn_bench.py", ["--intra", 1, "--name", name], cores, 1, name)]
+
+
+def _summarize_onednn_threads(runs: dict[str, dict]) -> dict:
+    rate, infer = "train_images_per_second", "inference_images_per_second"
+    off, on = runs.pop("bench_02_onednn_off"), runs.pop("bench_02_onednn_on")
+    return {"onednn_train_speedup": on[rate] / off[rate],
+            "onednn_inference_speedup": on[infer] / off[infer],
+            "train_images_per_second": {name.removeprefix("bench_02_"): m[rate] for name, m in runs.items()}}
+
+
 def _cnn_onednn(cores: int) -> list[Launch]:
     images = "512" if quick_mode() else "4000"
     return [Launch("scripts/cnn_mnist.py",
@@ -121,6 +158,10 @@ def _summarize_kmeans(runs: dict[str, dict]) -> dict:
 ENTRIES = [
     Entry("mpi_layouts", "00", "matrix multiplies: ranks x threads layouts, oversubscription",
           _mpi_layouts, _summarize_mpi_layouts),
+    Entry("int8_inference", "01", "MNIST CNN in TFLite: full INT8 vs FP32, batch 1 and 32",
+          _int8, _summarize_int8),
+    Entry("onednn_threads", "02", "TensorFlow's kernels vs oneDNN; intra-op threads; ranks vs threads",
+          _onednn_threads, _summarize_onednn_threads),
     Entry("cnn_onednn", "03", "MNIST CNN: TensorFlow's kernels vs oneDNN, training and inference",
           _cnn_onednn, _summarize_cnn_onednn),
     Entry("horovod_scaling", "04", "MNIST CNN with Horovod: ranks x threads at equal cores",

@@ -36,18 +36,20 @@ def configure_tensorflow(intra_op_threads: int, inter_op_threads: int = 1) -> di
             "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default")}
 
 
-def build_model(learning_rate: float = 1e-3, wrap_optimizer=None):
+def build_model(learning_rate: float = 1e-3, wrap_optimizer=None, data_format: str = "channels_last"):
     """conv 5x5x32 + ReLU + max-pool, conv 5x5x64 + ReLU + max-pool, dense 1024 + dropout, dense 10.
 
     Compiled with Adam; `wrap_optimizer` (e.g. hvd.DistributedOptimizer) wraps it first.
+    data_format "channels_first" takes images as (1, 28, 28) (NCHW) instead of (28, 28, 1) (NHWC).
     """
     layers = tf.keras.layers
+    layout = {"data_format": data_format}
     model = tf.keras.Sequential([
-        layers.Input((28, 28, 1)),
-        layers.Conv2D(32, 5, padding="same", activation="relu", name="conv1"),
-        layers.MaxPool2D(2, name="pool1"),
-        layers.Conv2D(64, 5, padding="same", activation="relu", name="conv2"),
-        layers.MaxPool2D(2, name="pool2"),
+        layers.Input((28, 28, 1) if data_format == "channels_last" else (1, 28, 28)),
+        layers.Conv2D(32, 5, padding="same", activation="relu", name="conv1", **layout),
+        layers.MaxPool2D(2, name="pool1", **layout),
+        layers.Conv2D(64, 5, padding="same", activation="relu", name="conv2", **layout),
+        layers.MaxPool2D(2, name="pool2", **layout),
         layers.Flatten(name="flatten"),
         layers.Dense(1024, activation="relu", name="dense1"),
         layers.Dropout(0.4, name="dropout"),

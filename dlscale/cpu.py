@@ -104,6 +104,26 @@ def fp32_flops_per_cycle() -> int:
     return 2 * lanes * 2 if has["fma"] else lanes * 2
 
 
+# Multiply-accumulates (MACs) per cycle and core for each ISA level, assuming two vector units
+# (one AMX unit). A MAC is 2 operations. Without VNNI, an INT8 dot product of 4 pairs takes three
+# instructions (VPMADDUBSW, VPMADDWD, VPADDD); VNNI's VPDPBUSD does it in one.
+ISA_LEVELS = [  # (name, flag that enables it, FP32 MACs, INT8 MACs)
+    ("AVX2", "avx2", 2 * 8, 2 * 32 / 3),
+    ("AVX_VNNI", "avx_vnni", 2 * 8, 2 * 32),
+    ("AVX-512", "avx512f", 2 * 16, 2 * 64 / 3),
+    ("AVX512_VNNI", "avx512_vnni", 2 * 16, 2 * 64),
+    ("AMX-INT8", "amx_int8", 2 * 16, 1024),
+]
+
+
+def peak_ops_per_cycle() -> list[dict]:
+    """Theoretical FP32 and INT8 operations per cycle and core for each ISA level, and whether
+    this CPU has it."""
+    flags = cpu_flags()
+    return [{"isa": name, "available": flag in flags, "fp32_ops": 2 * fp32, "int8_ops": 2 * int8,
+             "int8_over_fp32": int8 / fp32} for name, flag, fp32, int8 in ISA_LEVELS]
+
+
 def peak_fp32_gflops(cores: int | None = None) -> float | None:
     """Theoretical FP32 peak of `cores` cores (default: all usable) at clock_ghz()."""
     ghz = clock_ghz()

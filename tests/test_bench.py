@@ -18,7 +18,7 @@ def test_bench_summarizes_the_results_files_it_ran(course_env):
     out = subprocess.run([sys.executable, "-m", "dlscale.bench"], cwd=ROOT, env=course_env,
                          capture_output=True, text=True, timeout=1800, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "[1/4] mpi_layouts" in out.stdout and "[4/4] kmeans_daal4py" in out.stdout
+    assert "[1/6] mpi_layouts" in out.stdout and "[6/6] kmeans_daal4py" in out.stdout
     results = ROOT / "results"
     record = json.loads((results / f"benchmarks_{socket.gethostname()}.json").read_text())
     assert record["machine"]["quick_mode"] is True and record["machine"]["cpu"]["model"]
@@ -38,6 +38,13 @@ def test_bench_summarizes_the_results_files_it_ran(course_env):
     layouts = entries["mpi_layouts"]["summary"]["gflops_by_layout"]
     assert layouts == {p.split("bench_00_")[1].removesuffix(".json"): measured(p)["gflops"]
                        for p in entries["mpi_layouts"]["results_files"]}
+    int8 = entries["int8_inference"]
+    batch1 = measured(int8["results_files"][0])
+    assert int8["summary"]["b1_t1"]["int8_over_fp32"] == batch1["int8_speedup"]
+    assert int8["summary"]["size_ratio"] > 3.5  # 4 bytes per weight become 1
+    threads = entries["onednn_threads"]
+    off2, on2 = (measured(p) for p in threads["results_files"][:2])
+    assert threads["summary"]["onednn_train_speedup"] == on2[rate] / off2[rate]
     kmeans = entries["kmeans_daal4py"]
     single = measured(kmeans["results_files"][0])
     assert kmeans["summary"]["sklearn_seconds"] == single["sklearn"]["seconds"]

@@ -14,17 +14,22 @@ from dlscale.launch import MPIRunError, mpirun
 pytestmark = pytest.mark.mpi
 SCRIPTS = sorted((ROOT / "scripts").glob("*.py"))
 SINGLE_RANK = {"cnn_mnist.py"}  # trains one model on one rank; its Horovod twin uses several
-EXTRA_ARGS = {"cnn_mnist.py": ["--fresh"], "cnn_mnist_hvd.py": ["--fresh"]}
+
+
+def own_files(script: str, folder) -> list:
+    """Arguments that keep a test's checkpoints and models out of the learner's folders."""
+    return {"cnn_mnist.py": ["--fresh", "--checkpoint-dir", folder],
+            "cnn_mnist_hvd.py": ["--fresh", "--checkpoint-dir", folder],
+            "int8_inference.py": ["--workdir", folder],
+            "quantize_colors.py": ["--out", folder / "quantized.png"]}.get(script, [])
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_script_runs_under_mpirun_in_quick_mode(script, in_course_env, tmp_path):
     """Every script, launched as the notebooks launch it: 2 ranks (1 for single-rank scripts)."""
     name, ranks = f"test_{script.stem}", 1 if script.name in SINGLE_RANK else 2
-    args = ["--name", name, *EXTRA_ARGS.get(script.name, [])]
-    if "--checkpoint-dir" in script.read_text() or script.name.startswith("cnn"):
-        args += ["--checkpoint-dir", str(tmp_path / "checkpoints")]
-    run = mpirun(script, *args, ranks=ranks, threads=1, echo=False, timeout=600)
+    run = mpirun(script, "--name", name, *own_files(script.name, tmp_path), ranks=ranks, threads=1,
+                 echo=False, timeout=600)
     results = ROOT / "results" / f"{name}.json"
     record = json.loads(results.read_text())
     results.unlink()

@@ -1,0 +1,86 @@
+"""Reading oneDNN's ONEDNN_VERBOSE=1 trace: which primitives ran, how, in which layouts, how long.
+
+A trace line looks like (oneDNN 3.x, as in TensorFlow 2.15):
+
+    onednn_verbose,exec,cpu,convolution,brgconv:avx512_core,forward_training,
+      src_f32::blocked:acdb::f0 wei_f32:a:blocked:Acdb16a::f0 ... ,attr-post-ops:eltwise_relu ,
+      alg:convolution_direct,mb32_ic1oc32_ih28oh28kh5...,1.46997
+
+operation, engine, primitive, implementation (kernel and ISA), propagation kind, memory
+descriptors (data type and layout of each tensor), attributes (post-ops fused into the
+primitive), auxiliary, problem description, time in milliseconds.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+
+FIELDS = ["operation", "engine", "primitive", "implementation", "prop_kind", "memory_descriptors",
+          "attributes", "auxiliary", "problem_desc", "exec_time"]
+
+
+def parse_verbose(text: str) -> dict:
+    """{"version", "isa", "runtime", "executions": [one dict per executed primitive]}."""
+    info = {"version": None, "isa": None, "runtime": None, "executions": []}
+    fields = FIELDS
+    for line in text.splitlines():
+        if not line.startswith("onednn_verbose,"):
+            continue
+        parts = line.split(",")[1:]
+        if parts[0] == "info":
+            rest = ",".join(parts[1:])
+            if rest.startswith("oneDNN v"):
+                info["version"] = rest.split()[1]
+            elif rest.startswith("cpu,isa:"):
+                info["isa"] = rest.removeprefix("cpu,isa:")
+            elif rest.startswith("cpu,runtime:"):
+                info["runtime"] = rest.removeprefix("cpu,runtime:").split(",")[0]
+            elif rest.startswith("prim_template:"):  # the trace names its own columns
+                fields = rest.removeprefix("prim_template:").split(",")
+            continue
+        if parts[0] == "primitive":  # oneDNN >= 3.4 prefixes the operation with its category
+            parts = parts[1:]
+        if parts[0] != "exec" or len(parts) < len(fields):
+            continue
+        row = dict(zip(fields, parts, strict=False))
+        descriptors = row.get("memory_descriptors", "").split()
+        info["executions"].append({
+            "primitive": row["primitive"],
+            "implementation": row["implementation"] or "(library call)",
+            "prop_kind": row["prop_kind"],
+            "formats": {d.split("_", 1)[0]: _layout(d) for d in descriptors},
+            "post_ops": re.findall(r"attr-post-ops:(\S+)", row.get("attributes", "")),
+            "problem": row.get("problem_desc", ""),
+            "ms": float(parts[-1]),
+        })
+    return info
+
+
+def _layout(descriptor: str) -> str:
+    """'wei_f32:a:blocked:Acdb16a::f0' -> 'Acdb16a' (the layout tag)."""
+    pieces = descriptor.split(":")
+    return pieces[pieces.index("blocked") + 1] if "blocked" in pieces else "?"
+
+
+def summarize(executions: list[dict]) -> list[dict]:
+    """Executions grouped by primitive, implementation, propagation and fused post-ops; slowest first."""
+    groups: dict[tuple, dict] = defaultdict(lambda: {"count": 0, "ms": 0.0})
+    for e in executions:
+        key = (e["primitive"], e["implementation"], e["prop_kind"], "+".join(e["post_ops"]))
+        groups[key]["count"] += 1
+        groups[key]["ms"] += e["ms"]
+    rows = [{"primitive": p, "implementation": i, "prop_kind": k, "fused_post_ops": f, **v}
+            for (p, i, k, f), v in groups.items()]
+    return sorted(rows, key=lambda row: -row["ms"])
+
+
+def blocked_layouts(executions: list[dict]) -> list[str]:
+    """Layout tags with a block size (e.g. Acdb16a: 16 output channels side by side), the formats
+    oneDNN chooses so that one vector register holds one block."""
+    return sorted({f for e in executions for f in e["formats"].values() if re.search(r"\d", f)})
+
+
+def isa_of(implementation: str) -> str:
+    """'brgconv:avx512_core' -> 'avx512_core'; 'x64:gemm:jit' -> 'gemm:jit'."""
+    return implementation.split(":", 1)[1] if ":" in implementation else implementation

@@ -1,0 +1,158 @@
+"""Notebook 01: post-training INT8 quantization of the MNIST CNN, measured against FP32 (TFLite).
+
+    mpirun -prepend-rank -genv OMP_NUM_THREADS=1 -n 1 python -u scripts/int8_inference.py --batch 1
+    mpirun -prepend-rank -genv OMP_NUM_THREADS=1 -n 2 python -u scripts/int8_inference.py --batch 1
+
+The first run trains the course's CNN briefly (or takes --model, a saved Keras model), converts it
+to an FP32 and a full-INT8 TFLite model (calibrated on shipped MNIST training images) and keeps
+both in --workdir. Every rank then runs one inference stream per model with --threads threads,
+--batch images per call, for --iterations calls: with several ranks, that is the whitepaper's
+multi-stream inference. Rank 0 also measures model sizes and accuracy on the test split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from mpi4py import MPI  # noqa: E402
+
+from dlscale import ROOT, load_mnist, quick_mode  # noqa: E402
+from dlscale.cnn import as_inputs, build_model, positive  # noqa: E402
+from dlscale.launch import start_rank  # noqa: E402
+from dlscale.native import native_output  # noqa: E402
+from dlscale.results import write_results  # noqa: E402
+
+
+def parse_args() -> argparse.Namespace:
+    quick = quick_mode()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", type=Path, default=None,
+                   help="a saved Keras model to quantize (default: train the course's CNN briefly)")
+    p.add_argument("--batch", type=positive(int), default=1, help="images per inference call (default 1)")
+    p.add_argument("--threads", type=positive(int), default=None,
+                   help="TFLite threads per stream (default: OMP_NUM_THREADS, set by the launcher)")
+    p.add_argument("--iterations", type=positive(int), default=50 if quick else 1000,
+                   help="timed inference calls per model (default 1000; 50 in quick mode)")
+    p.add_argument("--workdir", type=Path, default=ROOT / "checkpoints" / "int8",
+                   help="where the TFLite models are kept (default checkpoints/int8)")
+    p.add_argument("--fresh", action="store_true", help="train and convert again even if models exist")
+    p.add_argument("--name", default="int8_inference", help="results file name (results/NAME.json)")
+    return p.parse_args()
+
+
+def build_tflite_models(args, mnist) -> None:
+    """Train (or load) the FP32 Keras model, then write fp32.tflite and int8.tflite."""
+    x_train, y_train, _, _ = as_inputs(mnist, 2048 if quick_mode() else None)
+    if args.model:
+        if not args.model.exists():
+            raise SystemExit(f"error: no model file {args.model}")
+        model = tf.keras.models.load_model(args.model)
+    else:
+        epochs = 1 if quick_mode() else 2
+        print(f"training the course's CNN for the quantization demo ({epochs} epoch(s))...")
+        model = build_model()
+        model.fit(x_train, y_train, batch_size=64, epochs=epochs, verbose=0)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    model.save(args.workdir / "model.keras")
+    def calibration():  # the representative data set: real images, to measure activation ranges
+        for image in x_train[:200]:
+            yield [image[None]]
+
+    print("converting it to FP32 and full-INT8 TFLite models...", flush=True)
+    with native_output():  # the converter prints pages of MLIR diagnostics: shown only on failure
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        (args.workdir / "fp32.tflite").write_bytes(converter.convert())
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = calibration
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = converter.inference_output_type = tf.int8
+        (args.workdir / "int8.tflite").write_bytes(converter.convert())
+
+
+class Stream:
+    """One TFLite interpreter with a fixed batch size; inputs quantized beforehand if INT8."""
+
+    def __init__(self, path: Path, batch: int, threads: int):
+        self.interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=threads)
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        self.interpreter.resize_tensor_input(self.input["index"], [batch, 28, 28, 1])
+        self.interpreter.allocate_tensors()
+        self.batch = batch
+
+    def prepare(self, images: np.ndarray) -> np.ndarray:
+        scale, zero_point = self.input["quantization"]
+        if self.input["dtype"] == np.int8:  # real = scale * (q - zero_point)
+            return np.clip(np.rint(images / scale + zero_point), -128, 127).astype(np.int8)
+        return images
+
+    def run(self, prepared: np.ndarray) -> np.ndarray:
+        self.interpreter.set_tensor(self.input["index"], prepared)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output["index"])
+
+    def accuracy(self, images, labels) -> float:
+        correct = 0
+        for start in range(0, len(images) - self.batch + 1, self.batch):
+            logits = self.run(self.prepare(images[start:start + self.batch]))
+            correct += int((logits.argmax(axis=1) == labels[start:start + self.batch]).sum())
+        return correct / (len(images) // self.batch * self.batch)
+
+    def images_per_second(self, images, iterations: int) -> float:
+        batches = [self.prepare(images[i * self.batch % (len(images) - self.batch):][:self.batch])
+                   for i in range(16)]
+        for prepared in batches[:4]:
+            self.run(prepared)  # warm-up
+        start = time.perf_counter()
+        for i in range(iterations):
+            self.run(batches[i % len(batches)])
+        return iterations * self.batch / (time.perf_counter() - start)
+
+
+def main() -> None:
+    args = parse_args()
+    rank, size, threads = start_rank()
+    threads = args.threads or threads
+    comm = MPI.COMM_WORLD
+    mnist = load_mnist(verbose=rank == 0)
+    rebuild = args.fresh or args.model is not None or not (args.workdir / "int8.tflite").exists()
+    if rank == 0 and rebuild:
+        build_tflite_models(args, mnist)
+    comm.Barrier()  # the other ranks wait for rank 0's models
+
+    _, _, x_test, y_test = as_inputs(mnist)
+    streams = {kind: Stream(args.workdir / f"{kind}.tflite", args.batch, threads)
+               for kind in ("fp32", "int8")}
+    comm.Barrier()  # all streams start together
+    mine = {kind: stream.images_per_second(x_test, args.iterations) for kind, stream in streams.items()}
+    per_rank = comm.gather(mine, root=0)
+    if rank != 0:
+        return
+    totals = {kind: sum(r[kind] for r in per_rank) for kind in streams}
+    evaluated = x_test[:256] if quick_mode() else x_test
+    results = {
+        "batch": args.batch, "threads_per_stream": threads, "streams": size, "iterations": args.iterations,
+        "model_bytes": {kind: (args.workdir / f"{kind}.tflite").stat().st_size for kind in streams},
+        "accuracy": {kind: s.accuracy(evaluated, y_test[:len(evaluated)]) for kind, s in streams.items()},
+        "test_images": len(evaluated),
+        "images_per_second_per_stream": per_rank,
+        "images_per_second_total": totals,
+        "int8_speedup": totals["int8"] / totals["fp32"],
+    }
+    print(f"{size} stream(s) x {threads} thread(s), batch {args.batch}: FP32 {totals['fp32']:.0f} img/s, "
+          f"INT8 {totals['int8']:.0f} img/s ({results['int8_speedup']:.2f}x); accuracy FP32 "
+          f"{results['accuracy']['fp32']:.4f}, INT8 {results['accuracy']['int8']:.4f}; size "
+          f"{results['model_bytes']['fp32'] / 1e6:.1f} MB -> {results['model_bytes']['int8'] / 1e6:.1f} MB")
+    write_results(args.name, results, ranks=size, threads_per_rank=threads)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Notebook 02: one thread layout of TensorFlow on the MNIST CNN, timed, optionally with oneDNN's trace.
+
+    mpirun -prepend-rank -genv TF_ENABLE_ONEDNN_OPTS=1 -n 1 python -u scripts/onednn_bench.py --trace
+
+Trains --steps steps of --batch images and times inference, with --intra intra-op threads (one
+operation split over threads) and --inter inter-op threads (independent operations side by side).
+TensorFlow fixes its thread pools when it starts, so each layout is its own process: the notebook
+launches one per layout. With several ranks, every rank runs its own copy (independent streams)
+and rank 0 adds up their throughput. --trace records ONEDNN_VERBOSE=1 and summarizes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from dlscale import quick_mode
+from dlscale.cnn import positive
+
+
+def parse_args() -> argparse.Namespace:
+    quick = quick_mode()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--intra", type=positive(int), default=None,
+                   help="intra-op threads (default: OMP_NUM_THREADS, set by the launcher)")
+    p.add_argument("--inter", type=positive(int), default=1, help="inter-op threads (default 1)")
+    p.add_argument("--batch", type=positive(int), default=64, help="images per step (default 64)")
+    p.add_argument("--steps", type=positive(int), default=3 if quick else 30,
+                   help="timed training steps (default 30; 3 in quick mode)")
+    p.add_argument("--data-format", choices=("NHWC", "NCHW"), default="NHWC",
+                   help="tensor layout: batch, height, width, channels (TensorFlow's default) or NCHW")
+    p.add_argument("--trace", action="store_true", help="record and summarize oneDNN's verbose trace")
+    p.add_argument("--name", default="onednn_bench", help="results file name (results/NAME.json)")
+    return p.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
+    if args.trace:
+        os.environ["ONEDNN_VERBOSE"] = "1"  # read by oneDNN when it creates its first primitive
+    import numpy as np
+    import tensorflow as tf
+    from mpi4py import MPI
+
+    from dlscale.cnn import build_model, configure_tensorflow
+    from dlscale.launch import start_rank
+    from dlscale.native import native_output
+    from dlscale.onednn import blocked_layouts, parse_verbose, summarize
+    from dlscale.results import write_results
+
+    rank, size, threads = start_rank()
+    tf_info = configure_tensorflow(args.intra or threads, args.inter)
+    channels_first = args.data_format == "NCHW"
+    shape = (args.batch, 1, 28, 28) if channels_first else (args.batch, 28, 28, 1)
+    rng = np.random.default_rng(rank)
+    x, y = rng.random(shape, dtype=np.float32), rng.integers(0, 10, args.batch).astype(np.int32)
+    model = build_model(data_format="channels_first" if channels_first else "channels_last")
+    result = {"data_format": args.data_format, "batch": args.batch, "steps": args.steps,
+              "tensorflow": tf_info, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
+    try:
+        with native_output() as trace:
+            model.train_on_batch(x, y)  # warm-up: builds the step's graph and oneDNN's kernels
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                model.train_on_batch(x, y)
+            train = args.steps * args.batch / (time.perf_counter() - start)
+            model.predict_on_batch(x)
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                model.predict_on_batch(x)
+            infer = args.steps * args.batch / (time.perf_counter() - start)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as error:  # NCHW, no oneDNN
+        # TensorFlow's message ends with the reason, after a traceback of the graph's construction.
+        message = next(line.strip() for line in reversed(error.message.splitlines())
+                       if line.strip() and not line.strip().startswith(("[[", "File")))
+        print(f"{args.data_format} is not supported by this configuration: {message}")
+        result["unsupported"] = message
+        train = infer = 0.0
+    if args.trace and "unsupported" not in result:
+        parsed = parse_verbose(trace.text)
+        result["trace"] = {"version": parsed["version"], "isa": parsed["isa"], "runtime": parsed["runtime"],
+                           "executions": len(parsed["executions"]),
+                           "summary": summarize(parsed["executions"]),
+                           "blocked_layouts": blocked_layouts(parsed["executions"]),
+                           "first_lines": [line for line in trace.text.splitlines()
+                                           if line.startswith("onednn_verbose,")][:12]}
+    comm = MPI.COMM_WORLD
+    rates = comm.gather((train, infer), root=0)
+    if rank != 0:
+        return
+    result |= {"train_images_per_second": sum(r[0] for r in rates),
+               "inference_images_per_second": sum(r[1] for r in rates),
+               "per_rank": [{"train": t, "inference": i} for t, i in rates]}
+    print(f"{size} rank(s) x intra {tf_info['intra_op_threads']} / inter {tf_info['inter_op_threads']}, "
+          f"oneDNN {'on' if tf_info['onednn'] else 'off'}, {args.data_format}: training "
+          f"{result['train_images_per_second']:.0f} img/s, "
+          f"inference {result['inference_images_per_second']:.0f} img/s")
+    write_results(args.name, result, ranks=size, threads_per_rank=tf_info["intra_op_threads"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
