@@ -44,9 +44,10 @@ def test_training_profiles_the_kernels_that_ran(in_course_env, tmp_path):
     assert sum(map(sum, record["confusion_matrix"])) == record["test_images"]
 
 
-def test_killed_after_an_epoch_a_run_resumes_from_its_checkpoint(in_course_env, tmp_path):
-    command = mpirun_command("scripts/cnn_mnist_hvd.py", "--epochs", 3, "--checkpoint-dir", tmp_path,
-                             "--name", "test_resume", ranks=2, threads=1)
+@pytest.mark.parametrize(("script", "ranks"), [("scripts/cnn_mnist.py", 1), ("scripts/cnn_mnist_hvd.py", 2)])
+def test_killed_after_an_epoch_a_run_resumes_from_its_checkpoint(in_course_env, tmp_path, script, ranks):
+    args = ["--epochs", 3, "--train-images", 2048, "--checkpoint-dir", tmp_path, "--name", "test_resume"]
+    command = mpirun_command(script, *args, ranks=ranks, threads=1)  # epochs long enough to kill one
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                                start_new_session=True)
     deadline = time.monotonic() + 300
@@ -56,8 +57,7 @@ def test_killed_after_an_epoch_a_run_resumes_from_its_checkpoint(in_course_env, 
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert not (tmp_path / "ckpt-3.index").exists(), "the run finished before it could be killed"
-    run = mpirun("scripts/cnn_mnist_hvd.py", "--epochs", 3, "--checkpoint-dir", tmp_path,
-                 "--name", "test_resume", ranks=2, threads=1, echo=False)
+    run = mpirun(script, *args, ranks=ranks, threads=1, echo=False)
     record = results("test_resume")
     assert "resuming from ckpt-" in "\n".join(run.output)
     assert record["resumed_from_epoch"] >= 1 and record["epochs_done"] == 3
