@@ -21,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chat
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from .cli import positive  # noqa: E402
 from .data import Mnist  # noqa: E402
 from .env import ROOT, quick_mode  # noqa: E402
 
@@ -135,19 +136,6 @@ def summarize_xspace(space, top: int = 12) -> list[dict]:
                 calls[op] += 1
     return [{"op": op, "microseconds": round(us, 1), "calls": calls[op]}
             for op, us in time_us.most_common(top)]
-
-
-def positive(kind):
-    """An argparse type: a number of `kind` that must be > 0, with a clear message otherwise."""
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-        return value
-    return parse
 
 
 def training_parser(description: str, default_name: str) -> argparse.ArgumentParser:

@@ -17,23 +17,17 @@ import numpy as np
 from mpi4py import MPI
 
 from dlscale import quick_mode, shard
+from dlscale.cli import positive
 from dlscale.launch import start_rank
 from dlscale.results import write_results
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text}")
-    return value
 
 
 def parse_args() -> argparse.Namespace:
     quick = quick_mode()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=positive, default=16 if quick else 192,
+    parser.add_argument("--tasks", type=positive(int), default=16 if quick else 192,
                         help="matrix multiplies shared by all ranks (default 192; 16 in quick mode)")
-    parser.add_argument("--size", type=positive, default=384 if quick else 1024,
+    parser.add_argument("--size", type=positive(int), default=384 if quick else 1024,
                         help="matrix size (default 1024; 384 in quick mode)")
     parser.add_argument("--name", default="00_mpi_hello", help="results file name (results/NAME.json)")
     return parser.parse_args()

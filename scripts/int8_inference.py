@@ -24,7 +24,8 @@ import tensorflow as tf  # noqa: E402
 from mpi4py import MPI  # noqa: E402
 
 from dlscale import ROOT, load_mnist, quick_mode  # noqa: E402
-from dlscale.cnn import as_inputs, build_model, positive  # noqa: E402
+from dlscale.cli import positive  # noqa: E402
+from dlscale.cnn import as_inputs, build_model  # noqa: E402
 from dlscale.launch import start_rank  # noqa: E402
 from dlscale.native import native_output  # noqa: E402
 from dlscale.results import write_results  # noqa: E402

@@ -17,7 +17,7 @@ import sys
 import time
 
 from dlscale import quick_mode
-from dlscale.cnn import positive
+from dlscale.cli import positive
 
 
 def parse_args() -> argparse.Namespace:

@@ -17,17 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from dlscale import ROOT, DataError, load_image, quick_mode, shard
+from dlscale.cli import positive
 from dlscale.data import smoke_sized
 from dlscale.launch import rank_and_size, start_rank
 from dlscale.results import write_results
 from dlscale.spmd import daal4py_spmd
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text}")
-    return value
 
 
 def parse_args() -> argparse.Namespace:
@@ -38,9 +32,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--colors", type=int, default=16, help="number of colours to keep (default 16)")
     p.add_argument("--iterations", type=int, default=5 if quick else 30,
                    help="Lloyd iterations (default 30; 5 in quick mode)")
-    p.add_argument("--threads", type=positive, default=None,
+    p.add_argument("--threads", type=positive(int), default=None,
                    help="daal4py threads per rank (default: OMP_NUM_THREADS, set by the launcher)")
-    p.add_argument("--scale", type=positive, default=1,
+    p.add_argument("--scale", type=positive(int), default=1,
                    help="tile the image SCALE x SCALE times, for a larger problem (default 1)")
     p.add_argument("--init", choices=("plusplus", "sample"), default="plusplus",
                    help="start: K-Means++ over all ranks (the workshop's), or colours drawn from the "

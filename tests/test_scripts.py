@@ -60,4 +60,4 @@ def test_mpi_hello_refuses_ranks_without_work(in_course_env):
 def test_mpi_hello_refuses_bad_values(in_course_env):
     out = subprocess.run([sys.executable, "scripts/00_mpi_hello.py", "--size", "0"], cwd=ROOT,
                          capture_output=True, text=True, check=False)
-    assert out.returncode == 2 and "--size: must be a whole number >= 1, got 0" in out.stderr
+    assert out.returncode == 2 and "--size: must be a whole number > 0, got 0" in out.stderr
