@@ -80,7 +80,3 @@ def blocked_layouts(executions: list[dict]) -> list[str]:
     oneDNN chooses so that one vector register holds one block."""
     return sorted({f for e in executions for f in e["formats"].values() if re.search(r"\d", f)})
 
-
-def isa_of(implementation: str) -> str:
-    """'brgconv:avx512_core' -> 'avx512_core'; 'x64:gemm:jit' -> 'gemm:jit'."""
-    return implementation.split(":", 1)[1] if ":" in implementation else implementation
