@@ -88,6 +88,11 @@ def flops_per_image(model) -> int:
 TRAINING_FLOPS_FACTOR = 3  # backward pass: gradients for inputs and for weights, each ~ one forward
 
 
+def quick_test_images() -> int | None:
+    """How many test images the scripts evaluate: 256 in quick mode, all of them otherwise."""
+    return 256 if quick_mode() else None
+
+
 def as_inputs(mnist: Mnist, n_train: int | None = None, n_test: int | None = None):
     """(x_train, y_train, x_test, y_test) as float32 in [0, 1] with a channel axis, for Keras."""
     def scale(x):

@@ -10,7 +10,7 @@ optionally a profile of one training step) go to results/NAME.json.
 
 from __future__ import annotations
 
-from dlscale import load_mnist, quick_mode
+from dlscale import load_mnist
 from dlscale.cnn import (
     TRAINING_FLOPS_FACTOR,
     Checkpoints,
@@ -21,6 +21,7 @@ from dlscale.cnn import (
     evaluate,
     flops_per_image,
     profile_training_step,
+    quick_test_images,
     training_parser,
 )
 from dlscale.cpu import peak_fp32_gflops
@@ -38,7 +39,7 @@ def main() -> None:
     print(f"oneDNN {'on' if tf_info['onednn'] else 'off'}; {tf_info['intra_op_threads']} intra-op "
           f"and {tf_info['inter_op_threads']} inter-op thread(s)")
     x_train, y_train, x_test, y_test = as_inputs(load_mnist(), args.train_images,
-                                                 256 if quick_mode() else None)
+                                                 quick_test_images())
     model = build_model(args.lr)
     checkpoints = Checkpoints(model, args.checkpoint_dir, fresh=args.fresh)
     first_epoch = checkpoints.restore()

@@ -25,7 +25,7 @@ from mpi4py import MPI  # noqa: E402
 
 from dlscale import ROOT, load_mnist, quick_mode  # noqa: E402
 from dlscale.cli import positive  # noqa: E402
-from dlscale.cnn import as_inputs, build_model  # noqa: E402
+from dlscale.cnn import as_inputs, build_model, quick_test_images  # noqa: E402
 from dlscale.launch import start_rank  # noqa: E402
 from dlscale.native import native_output  # noqa: E402
 from dlscale.results import write_results  # noqa: E402
@@ -138,7 +138,7 @@ def main() -> None:
     if rank != 0:
         return
     totals = {kind: sum(r[kind] for r in per_rank) for kind in streams}
-    evaluated = x_test[:256] if quick_mode() else x_test
+    evaluated = x_test[:quick_test_images()]
     results = {
         "batch": args.batch, "threads_per_stream": threads, "streams": size, "iterations": args.iterations,
         "model_bytes": {kind: (args.workdir / f"{kind}.tflite").stat().st_size for kind in streams},

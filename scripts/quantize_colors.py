@@ -83,7 +83,8 @@ def main() -> None:
         image = smoke_sized(image)
     image = np.tile(image, (args.scale, args.scale, 1))
     pixels = image.reshape(-1, 3)
-    distinct = len(np.unique(packed(pixels)))
+    present = np.unique(packed(pixels))  # the image's distinct colours, packed
+    distinct = len(present)
     if len(pixels) < size:
         refuse(f"{len(pixels)} pixels cannot be shared by {size} ranks: use fewer ranks")
     if not 1 <= args.colors <= distinct:
@@ -98,7 +99,7 @@ def main() -> None:
             initial = start.centroids
         else:  # the same draw on every rank: all ranks hold the whole image
             rng = np.random.default_rng(args.seed)
-            colours = rng.choice(np.unique(packed(pixels)), args.colors, replace=False)
+            colours = rng.choice(present, args.colors, replace=False)
             initial = np.stack([colours >> 16, (colours >> 8) & 255, colours & 255], axis=1)
             # Nudged by under half a grey level: from whole-number starting colours, many (whole-
             # number) pixels would lie exactly halfway between two of them, and libraries break

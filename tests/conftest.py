@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,14 @@ def in_course_env(course_env, monkeypatch) -> dict[str, str]:
     for key, value in course_env.items():
         monkeypatch.setenv(key, value)
     return course_env
+
+
+def take_results(name: str) -> dict:
+    """The record a script wrote to results/NAME.json; the file is removed (tests leave no results)."""
+    path = ROOT / "results" / f"{name}.json"
+    record = json.loads(path.read_text())
+    path.unlink()
+    return record
 
 
 def write_notebook(path: Path, *cells: str) -> Path:

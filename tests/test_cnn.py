@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+from conftest import take_results
 
 from dlscale.env import ROOT
 from dlscale.launch import MPIRunError, mpirun, mpirun_command
@@ -19,10 +20,7 @@ pytestmark = pytest.mark.mpi
 
 
 def results(name: str) -> dict:
-    path = ROOT / "results" / f"{name}.json"
-    record = json.loads(path.read_text())["measurements"]
-    path.unlink()
-    return record
+    return take_results(name)["measurements"]
 
 
 def test_flops_of_the_workshop_network():

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 import pytest
+from conftest import take_results
 
 from dlscale.env import ROOT
 from dlscale.launch import MPIRunError, mpirun
@@ -19,10 +19,7 @@ def test_int8_model_is_smaller_and_as_accurate_and_streams_add_up(tmp_path):
     mpirun("scripts/int8_inference.py", *common, "--name", "test_int8", ranks=1, threads=1, echo=False)
     mpirun("scripts/int8_inference.py", *common, "--name", "test_int8_streams", ranks=2, threads=1,
            echo=False)
-    one, two = (json.loads((ROOT / "results" / f"{n}.json").read_text())["measurements"]
-                for n in ("test_int8", "test_int8_streams"))
-    for name in ("test_int8", "test_int8_streams"):
-        (ROOT / "results" / f"{name}.json").unlink()
+    one, two = (take_results(n)["measurements"] for n in ("test_int8", "test_int8_streams"))
     assert one["model_bytes"]["fp32"] / one["model_bytes"]["int8"] > 3.5
     assert abs(one["accuracy"]["int8"] - one["accuracy"]["fp32"]) < 0.03
     assert one["accuracy"]["fp32"] > 0.5  # a trained network, even in quick mode
@@ -34,7 +31,7 @@ def test_int8_model_is_smaller_and_as_accurate_and_streams_add_up(tmp_path):
 def test_the_int8_model_really_is_int8(tmp_path):
     mpirun("scripts/int8_inference.py", "--workdir", tmp_path, "--iterations", 5, "--name", "test_int8_kind",
            ranks=1, threads=1, echo=False)
-    (ROOT / "results" / "test_int8_kind.json").unlink()
+    take_results("test_int8_kind")
     import tensorflow as tf
 
     interpreter = tf.lite.Interpreter(model_path=str(tmp_path / "int8.tflite"))

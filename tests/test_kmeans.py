@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import re
 import time
 
 import numpy as np
 import pytest
+from conftest import take_results
 from PIL import Image
 
-from dlscale.env import ROOT
 from dlscale.launch import MPIRunError, mpirun
 
 pytestmark = [pytest.mark.mpi, pytest.mark.usefixtures("in_course_env")]
@@ -20,10 +19,7 @@ def quantize(tmp_path, ranks, *args, name="test_quantize"):
     out = tmp_path / f"{name}_{ranks}.png"
     mpirun("scripts/quantize_colors.py", *args, "--out", out, "--name", name, ranks=ranks, threads=1,
            echo=False, timeout=300)
-    path = ROOT / "results" / f"{name}.json"
-    record = json.loads(path.read_text())["measurements"]
-    path.unlink()
-    return record, np.asarray(Image.open(out))
+    return take_results(name)["measurements"], np.asarray(Image.open(out))
 
 
 @pytest.fixture(scope="module")

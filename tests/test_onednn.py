@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import take_results
 
 from dlscale.env import ROOT
 from dlscale.launch import mpirun
@@ -56,10 +56,7 @@ def test_the_script_traces_and_measures_each_setting(in_course_env):
            genv={"TF_ENABLE_ONEDNN_OPTS": 1}, echo=False)
     mpirun("scripts/onednn_bench.py", "--data-format", "NCHW", "--steps", 2, "--name", "test_nchw",
            ranks=2, threads=1, genv={"TF_ENABLE_ONEDNN_OPTS": 0}, echo=False)
-    traced, nchw = (json.loads((ROOT / "results" / f"{n}.json").read_text())["measurements"]
-                    for n in ("test_trace", "test_nchw"))
-    for name in ("test_trace", "test_nchw"):
-        (ROOT / "results" / f"{name}.json").unlink()
+    traced, nchw = (take_results(n)["measurements"] for n in ("test_trace", "test_nchw"))
     assert traced["tensorflow"]["onednn"] and traced["train_images_per_second"] > 0
     assert any(r["primitive"] == "convolution" for r in traced["trace"]["summary"])
     assert "NHWC" in nchw["unsupported"] and nchw["train_images_per_second"] == 0  # Eigen: NHWC only

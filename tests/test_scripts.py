@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 import pytest
+from conftest import take_results
 
 from dlscale.env import ROOT
 from dlscale.launch import MPIRunError, mpirun
@@ -30,9 +30,7 @@ def test_script_runs_under_mpirun_in_quick_mode(script, in_course_env, tmp_path)
     name, ranks = f"test_{script.stem}", 1 if script.name in SINGLE_RANK else 2
     run = mpirun(script, "--name", name, *own_files(script.name, tmp_path), ranks=ranks, threads=1,
                  echo=False, timeout=600)
-    results = ROOT / "results" / f"{name}.json"
-    record = json.loads(results.read_text())
-    results.unlink()
+    record = take_results(name)
     assert record["machine"]["ranks"] == ranks and record["machine"]["quick_mode"] is True
     assert f"[0] layout: {ranks} rank(s)" in "\n".join(run.output)
 
@@ -45,9 +43,7 @@ def test_single_rank_scripts_refuse_several_ranks(in_course_env):
 def test_mpi_hello_splits_the_work_over_every_rank(in_course_env):
     mpirun("scripts/00_mpi_hello.py", "--tasks", "7", "--name", "test_split", ranks=4, threads=1,
            echo=False)
-    path = ROOT / "results" / "test_split.json"
-    per_rank = json.loads(path.read_text())["measurements"]["per_rank"]
-    path.unlink()
+    per_rank = take_results("test_split")["measurements"]["per_rank"]
     assert sorted(p["rank"] for p in per_rank) == [0, 1, 2, 3]
     assert sum(p["tasks"] for p in per_rank) == 7 and min(p["tasks"] for p in per_rank) >= 1
 

@@ -21,6 +21,7 @@ from dlscale.cnn import (
     configure_tensorflow,
     evaluate,
     flops_per_image,
+    quick_test_images,
     tf,
     training_parser,
 )
@@ -66,7 +67,7 @@ def main() -> None:
     # Each rank trains on its own, disjoint part of the data; every rank runs the same number of
     # steps per epoch (an allreduce waits for all ranks, so one extra step on one rank would hang).
     x_train, y_train, x_test, y_test = as_inputs(load_mnist(), args.train_images,
-                                                 256 if quick_mode() else None)
+                                                 quick_test_images())
     mine = shard(len(x_train), rank, size, min_items=args.batch_size)
     steps = len(x_train) // size // args.batch_size
     dataset = (tf.data.Dataset.from_tensor_slices((x_train[mine], y_train[mine]))
