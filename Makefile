@@ -41,7 +41,7 @@ help:
 	@echo "make setup      only the set-up: venv, pinned stack, Horovod, helper package, kernel"
 	@echo "make doctor     check the environment: CPU, TensorFlow/oneDNN, MPI, Horovod, daal4py"
 	@echo "make data-full  download the full 70,000-image MNIST (needs internet; optional)"
-	@echo "make bench      run the benchmarks; results/benchmarks_HOST.json and .md (minutes)"
+	@echo "make bench      every benchmark entry; results/benchmarks_HOST.json, .md, .png (about 30 min)"
 	@echo "make exercises  regenerate notebooks/ from solutions/"
 	@echo "make clean      remove results and caches (keeps the venv); distclean also removes .venv"
 

@@ -1,27 +1,33 @@
 """`make bench`: run every benchmark entry the notebooks define, and record them with the machine.
 
-    python -m dlscale.bench                 # full sizes (minutes)
+    python -m dlscale.bench                 # full sizes (about 25 minutes on 2 cores)
     DLSCALE_QUICK=1 python -m dlscale.bench # smoke sizes: proves every entry works
     python -m dlscale.bench cnn_onednn      # only some entries
 
-Each entry launches course scripts under mpirun (results go to results/bench_*.json) and
-summarizes them; configurations are compared as ratios measured side by side in the same run.
-Everything lands in results/benchmarks_HOSTNAME.json and a markdown table beside it.
+Each entry launches course scripts (or IMB-MPI1) under mpirun, whose results go to
+results/bench_*.json, and summarizes those files; configurations are compared as ratios measured
+side by side in the same run. Everything lands in results/benchmarks_HOSTNAME.json, with a
+markdown table (beside the workshop's published figures) and a summary figure next to it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import socket
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import comms, tfbench
 from .cpu import usable_cores
-from .env import quick_mode
+from .env import ROOT, quick_mode
 from .launch import mpirun
-from .results import RESULTS, machine_facts, read_results, write_results
+from .results import RESULTS, read_results, write_results
+
+REFERENCE = ROOT / "benchmarks" / "reference"  # full runs shipped with the course, to compare with
+INDENT = "      "  # an entry's own progress lines, under the entry's
 
 
 @dataclass
@@ -39,8 +45,19 @@ class Entry:
     name: str
     notebook: str
     description: str
-    launches: Callable[[int], list[Launch]]  # usable cores -> what to run
-    summarize: Callable[[dict[str, dict]], dict]  # {results name: measurements} -> summary
+    measure: Callable[[int], tuple[list[str], dict]]  # usable cores -> (results files, summary)
+
+
+def launched(launches: Callable[[int], list[Launch]], summarize: Callable[[dict[str, dict]], dict]):
+    """An entry's `measure` that runs course scripts under mpirun, then summarizes their results files."""
+    def measure(cores: int) -> tuple[list[str], dict]:
+        chosen = launches(cores)
+        for launch in chosen:
+            mpirun(launch.script, *launch.args, ranks=launch.ranks, threads=launch.threads,
+                   genv=launch.genv, echo=False, timeout=3600)
+        runs = {launch.name: read_results(launch.name)["measurements"] for launch in chosen}
+        return [f"results/{launch.name}.json" for launch in chosen], summarize(runs)
+    return measure
 
 
 def _mpi_layouts(cores: int) -> list[Launch]:
@@ -155,39 +172,70 @@ def _summarize_kmeans(runs: dict[str, dict]) -> dict:
     }
 
 
+def _tf_bench(cores: int) -> tuple[list[str], dict]:
+    defaults = tfbench.parser().parse_args([])  # the quick or full sizes of benchmarks/tf_bench.sh
+    record = tfbench.run(model=defaults.model, batch_size=defaults.batch_size,
+                         num_batches=defaults.num_batches, warmup_batches=defaults.warmup_batches,
+                         data_format=defaults.data_format, repeats=defaults.repeats,
+                         horovod_ranks=2, name="bench_06_tf_bench", cores=cores, echo=False,
+                         indent=INDENT)
+    files = [path for paths in record["results_files"].values() for path in paths]
+    return [*files, "results/bench_06_tf_bench.json"], record["summary"]
+
+
+def _collectives(cores: int) -> tuple[list[str], dict]:
+    record = comms.imb_sweep(ranks=4, name="bench_06_imb", indent=INDENT)
+    return ["results/bench_06_imb.json"], record["fits"]
+
+
+def _fusion(cores: int) -> tuple[list[str], dict]:
+    record = comms.fusion_sweep(ranks=2, name="bench_06_fusion", indent=INDENT)
+    rates = {f"threshold_{r['HOROVOD_FUSION_THRESHOLD'] / 2**20:g}MiB_cycle_{r['HOROVOD_CYCLE_TIME']:g}ms":
+             r["train_images_per_second"] for r in record["runs"]}
+    default = next(r["train_images_per_second"] for r in record["runs"]
+                   if all(r[k] == v for k, v in comms.HOROVOD_DEFAULTS.items()))
+    fusion_off = next(v for k, v in rates.items() if k.startswith("threshold_0MiB_"))
+    return [r["results_file"] for r in record["runs"]] + ["results/bench_06_fusion.json"], {
+        "train_images_per_second": rates, "best_over_default": max(rates.values()) / default,
+        "fusion_off_over_default": fusion_off / default}
+
+
 ENTRIES = [
     Entry("mpi_layouts", "00", "matrix multiplies: ranks x threads layouts, oversubscription",
-          _mpi_layouts, _summarize_mpi_layouts),
+          launched(_mpi_layouts, _summarize_mpi_layouts)),
     Entry("int8_inference", "01", "MNIST CNN in TFLite: full INT8 vs FP32, batch 1 and 32",
-          _int8, _summarize_int8),
+          launched(_int8, _summarize_int8)),
     Entry("onednn_threads", "02", "TensorFlow's kernels vs oneDNN; intra-op threads; ranks vs threads",
-          _onednn_threads, _summarize_onednn_threads),
+          launched(_onednn_threads, _summarize_onednn_threads)),
     Entry("cnn_onednn", "03", "MNIST CNN: TensorFlow's kernels vs oneDNN, training and inference",
-          _cnn_onednn, _summarize_cnn_onednn),
+          launched(_cnn_onednn, _summarize_cnn_onednn)),
     Entry("horovod_scaling", "04", "MNIST CNN with Horovod: ranks x threads at equal cores",
-          _horovod_scaling, _summarize_horovod_scaling),
+          launched(_horovod_scaling, _summarize_horovod_scaling)),
     Entry("kmeans_daal4py", "05", "colour quantization: ranks x threads, daal4py vs scikit-learn",
-          _kmeans, _summarize_kmeans),
+          launched(_kmeans, _summarize_kmeans)),
+    Entry("tf_bench", "06", "ResNet-50 training (benchmarks/tf_bench.sh): default vs optimized vs Horovod",
+          _tf_bench),
+    Entry("mpi_collectives", "06",
+          "IMB-MPI1 Allreduce, Reduce_scatter, Allgather, Alltoall over message sizes", _collectives),
+    Entry("horovod_fusion", "06", "Horovod's fusion threshold and cycle time on a short MNIST run", _fusion),
 ]
 
 
 def run_entry(entry: Entry, cores: int) -> dict:
-    launches = entry.launches(cores)
-    for launch in launches:
-        mpirun(launch.script, *launch.args, ranks=launch.ranks, threads=launch.threads, genv=launch.genv,
-               echo=False, timeout=3600)
-    runs = {launch.name: read_results(launch.name)["measurements"] for launch in launches}
-    return {"notebook": entry.notebook, "description": entry.description,
-            "results_files": [f"results/{launch.name}.json" for launch in launches],
-            "summary": entry.summarize(runs)}
+    files, summary = entry.measure(cores)
+    return {"notebook": entry.notebook, "description": entry.description, "results_files": files,
+            "summary": summary}
 
 
 def markdown(record: dict) -> str:
     cpu = record["machine"]["cpu"]
     lines = [f"# Benchmarks on {record['machine']['hostname']}", "",
              f"{cpu['model']}, {cpu['physical_cores']} cores, clock {cpu['clock_ghz'] or 0:.2f} GHz; "
-             f"quick mode: {record['machine']['quick_mode']}; {record['machine']['timestamp']}", "",
-             "| entry | notebook | measured |", "|---|---|---|"]
+             f"quick mode: {record['machine']['quick_mode']}; {record['machine']['timestamp']}", ""]
+    if "tf_bench" in record["measurements"]:
+        lines += ["## ResNet-50 training beside the workshop's figures", "",
+                  tfbench.table(record["measurements"]["tf_bench"]["summary"]), ""]
+    lines += ["## Every entry", "", "| entry | notebook | measured |", "|---|---|---|"]
     for name, entry in record["measurements"].items():
         lines.append(f"| {name} | {entry['notebook']} | {_flatten(entry['summary'])} |")
     return "\n".join(lines) + "\n"
@@ -196,12 +244,112 @@ def markdown(record: dict) -> str:
 def _flatten(summary: dict, prefix: str = "") -> str:
     parts = []
     for key, value in summary.items():
+        if key in ("environments", "workshop", "rows"):  # labels, published figures, tables shown above
+            continue
         if isinstance(value, dict):
             parts.append(_flatten(value, f"{prefix}{key}."))
         else:
             shown = f"{value:.3g}" if isinstance(value, float) else value
             parts.append(f"{prefix}{key} = {shown}")
     return "; ".join(parts)
+
+
+def speedups(measurements: dict) -> dict[str, float]:
+    """The ratios each entry measured side by side (faster configuration / slower one)."""
+    found = {}
+    pick = {
+        "int8_inference": ("INT8 / FP32, batch 1 (01)", lambda s: s["b1_t1"]["int8_over_fp32"]),
+        "onednn_threads": ("oneDNN / Eigen, CNN training step (02)", lambda s: s["onednn_train_speedup"]),
+        "cnn_onednn": ("oneDNN / Eigen, MNIST training (03)", lambda s: s["train_speedup"]),
+        "kmeans_daal4py": ("daal4py / scikit-learn K-Means (05)",
+                           lambda s: s["daal4py_speedup_over_sklearn"]),
+        "tf_bench": ("optimized / default, ResNet-50 (06)", lambda s: s["optimized_over_default"]),
+        "horovod_fusion": ("best / default Horovod fusion (06)", lambda s: s["best_over_default"]),
+    }
+    for entry, (label, get) in pick.items():
+        if entry in measurements:
+            found[label] = get(measurements[entry]["summary"])
+    return found
+
+
+def benchmark_records() -> dict[str, dict]:
+    """Every `make bench` record to compare, by file: results/ (yours, and any copied in from other
+    machines), then the full runs shipped in benchmarks/reference/."""
+    found, seen = {}, set()
+    for folder in (RESULTS, REFERENCE):
+        for path in sorted(folder.glob("benchmarks_*.json")) if folder.is_dir() else []:
+            record = json.loads(path.read_text())
+            run = (record["machine"]["hostname"], record["machine"]["timestamp"])
+            if run not in seen:  # the same run copied twice (the reference run on its own machine)
+                seen.add(run)
+                found[str(path.relative_to(ROOT))] = record
+    return found
+
+
+def comparison_figure(records: dict[str, dict]):
+    """The side-by-side speed-ups of several machines (or runs), grouped by optimization."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    ratios = {path: speedups(record["measurements"]) for path, record in records.items()}
+    labels = list(dict.fromkeys(label for found in ratios.values() for label in found))
+    fig, ax = plt.subplots(figsize=(11, 1.5 + 0.5 * len(labels) * max(1, len(records)) ** 0.5))
+    height = 0.8 / max(1, len(records))
+    for number, (path, found) in enumerate(ratios.items()):
+        machine = records[path]["machine"]
+        name = (f"{machine['hostname']}: {machine['cpu']['model']}, {machine['cpu']['physical_cores']} cores"
+                f"{' (quick)' if machine['quick_mode'] else ''}"
+                f"{' [reference]' if path.startswith('benchmarks/reference/') else ''}")
+        positions = np.arange(len(labels)) + number * height
+        values = [found.get(label, np.nan) for label in labels]
+        bars = ax.barh(positions, values, height=height, label=name)
+        ax.bar_label(bars, labels=["" if np.isnan(v) else f"{v:.2f}x" for v in values], padding=2, fontsize=8)
+    ax.set_yticks(np.arange(len(labels)) + height * (len(records) - 1) / 2, labels)
+    ax.axvline(1, color="black", lw=0.8)
+    ax.invert_yaxis()
+    ax.set(xlabel="speed-up, measured side by side on each machine",
+           title="The same optimizations, machine by machine")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.margins(x=0.12)
+    fig.tight_layout()
+    return fig
+
+
+def summary_figure(record: dict):
+    """ResNet-50 images/s beside the workshop's, and every side-by-side speed-up, in one figure."""
+    import matplotlib.pyplot as plt
+
+    measurements = record["measurements"]
+    ratios = speedups(measurements)
+    panels = ("tf_bench" in measurements) + bool(ratios)
+    fig, axes = plt.subplots(1, max(1, panels), figsize=(14 if panels > 1 else 8, 4.2), squeeze=False)
+    axes = list(axes[0])
+    if "tf_bench" in measurements:
+        ax = axes.pop(0)
+        summary = measurements["tf_bench"]["summary"]
+        workshop = summary["workshop"]
+        labels = ["workshop\ndefault", "workshop\noptimized", *[f"here\n{n}" for n in summary["rows"]]]
+        values = [workshop["default"], workshop["optimized"],
+                  *[row["median"] for row in summary["rows"].values()]]
+        bars = ax.bar(labels, values, color=["#999999", "#999999", *["#0071c5"] * len(summary["rows"])])
+        ax.bar_label(bars, fmt="%.2f", padding=2)
+        ax.set(ylabel="images/s", title=f"ResNet-50 training, batch "
+               f"{next(iter(summary['rows'].values()))['batch_size']} per rank (median of runs)")
+        ax.margins(y=0.15)
+    if ratios:
+        ax = axes.pop(0)
+        bars = ax.barh(list(ratios), list(ratios.values()), color="#0071c5")
+        ax.bar_label(bars, fmt="%.2fx", padding=2)
+        ax.axvline(1, color="black", lw=0.8)
+        ax.invert_yaxis()
+        ax.set(xlabel="speed-up, measured side by side in this run",
+               title="What each optimization bought here")
+        ax.margins(x=0.15)
+    cpu = record["machine"]["cpu"]
+    fig.suptitle(f"{record['machine']['hostname']}: {cpu['model']}, {cpu['physical_cores']} cores"
+                 + (" (quick mode)" if record["machine"]["quick_mode"] else ""), fontsize=10)
+    fig.tight_layout()
+    return fig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,9 +371,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"      done in {time.perf_counter() - start:.0f} s: {summary}", flush=True)
     name = f"benchmarks_{socket.gethostname()}"
     path = write_results(name, measured)
+    record = read_results(name)  # the summary is drawn from what was written, as anyone else would read it
     table = RESULTS / f"{name}.md"
-    table.write_text(markdown({"measurements": measured, "machine": machine_facts()}))
-    print(f"wrote {path.relative_to(RESULTS.parent)} and {table.relative_to(RESULTS.parent)}")
+    table.write_text(markdown(record))
+    figure = RESULTS / f"{name}.png"
+    summary_figure(record).savefig(figure, dpi=110)
+    print(f"wrote {', '.join(str(p.relative_to(RESULTS.parent)) for p in (path, table, figure))}")
     return 0
 
 

@@ -93,8 +93,13 @@ def mpirun_command(
     threads: int | None = None,
     genv: dict[str, object] | None = None,
     prepend_rank: bool = True,
+    options: list[str] | None = None,
 ) -> list[str]:
-    """The seed-style command line, e.g. mpirun -prepend-rank -genv OMP_NUM_THREADS=1 -n 2 python -u x.py."""
+    """The seed-style command line, e.g. mpirun -prepend-rank -genv OMP_NUM_THREADS=1 -n 2 python -u x.py.
+
+    A script not ending in .py is a program (such as IMB-MPI1) and runs as it is; `options` are
+    more mpirun options (such as ["-f", "hostfile", "-ppn", "1"]), placed before -n.
+    """
     threads = threads_per_rank(ranks) if threads is None else threads
     if not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
@@ -103,7 +108,8 @@ def mpirun_command(
         command.append("-prepend-rank")
     for key, value in {"OMP_NUM_THREADS": threads, **(genv or {})}.items():
         command += ["-genv", f"{key}={value}"]
-    command += ["-n", str(ranks), _python_word(), "-u", str(script), *map(str, args)]
+    program = [_python_word(), "-u", str(script)] if str(script).endswith(".py") else [str(script)]
+    command += [*(options or []), "-n", str(ranks), *program, *map(str, args)]
     return command
 
 
@@ -114,22 +120,27 @@ def mpirun(
     threads: int | None = None,
     genv: dict[str, object] | None = None,
     prepend_rank: bool = True,
+    options: list[str] | None = None,
     timeout: float | None = None,
     echo: bool = True,
     tail_lines: int = 40,
 ) -> MPIRun:
     """Run `script` on `ranks` MPI processes with `threads` threads each; raise MPIRunError on failure.
 
-    Relative script paths are taken from the course root, so notebooks can say "scripts/x.py".
+    Relative script paths are taken from the course root, so notebooks can say "scripts/x.py";
+    a name not ending in .py is a program found on PATH (mpirun("IMB-MPI1", "Allreduce")).
     """
     path = Path(script)
-    if not path.is_absolute() and not path.exists():
+    program = not str(script).endswith(".py")
+    if not program and not path.is_absolute() and not path.exists():
         path = ROOT / path
-    if not path.is_file():
+    if not program and not path.is_file():
         raise FileNotFoundError(f"no script {script} (looked in {Path.cwd()} and {ROOT})")
     require_mpi_environment()
+    if program and not shutil.which(str(script)):
+        raise FileNotFoundError(f"no program {script} on PATH (IMB-MPI1 ships with impi-rt: run make setup)")
     command = mpirun_command(path, *args, ranks=ranks, threads=threads, genv=genv,
-                             prepend_rank=prepend_rank)
+                             prepend_rank=prepend_rank, options=options)
     printable = shlex.join(shown(word) if word == str(path) else word for word in command)
     if echo:
         print("$ " + printable, flush=True)

@@ -74,8 +74,19 @@ def read_results(name: str, folder: Path | None = None) -> dict:
 
 
 def all_results(folder: Path | None = None) -> list[dict]:
-    """Every results file in the folder (the learner's and any copied in from other machines)."""
-    return [json.loads(p.read_text()) for p in sorted((folder or RESULTS).glob("*.json"))]
+    """Every results file in the folder (the learner's and any copied in from other machines).
+
+    Other JSON there (a Horovod timeline, a half-written file) is not a results record: skipped.
+    """
+    records = []
+    for path in sorted((folder or RESULTS).glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(record, dict) and {"name", "measurements", "machine"} <= record.keys():
+            records.append(record)
+    return records
 
 
 def bar_chart(labels, values, *, ylabel: str, title: str, ax=None, annotate: str = "{:.2f}"):

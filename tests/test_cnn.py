@@ -49,7 +49,8 @@ def test_killed_after_an_epoch_a_run_resumes_from_its_checkpoint(in_course_env, 
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                                start_new_session=True)
     deadline = time.monotonic() + 300
-    while not (tmp_path / "ckpt-1.index").exists():  # the first epoch's checkpoint
+    state = tmp_path / "checkpoint"  # the manager's list of checkpoints, written after each one is complete
+    while not (state.exists() and "ckpt-1" in state.read_text()):  # the first epoch's checkpoint
         assert process.poll() is None and time.monotonic() < deadline, "no checkpoint was written"
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)

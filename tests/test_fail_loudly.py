@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import nbformat
 import pytest
 from conftest import run_nbval, write_notebook
+
+from dlscale.env import ROOT
 
 pytestmark = pytest.mark.mpi
 
@@ -50,3 +53,13 @@ def test_an_unchecked_bang_line_would_pass(scripts, course_env):
     nb = write_notebook(scripts / "unchecked.ipynb",
                         f"!mpirun -n 2 python -u {scripts / 'crash.py'}")
     assert run_nbval(nb, course_env).returncode == 0
+
+
+@pytest.mark.parametrize("notebook", sorted((ROOT / "solutions").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_every_bang_line_in_the_course_is_checked(notebook):
+    for cell in nbformat.read(notebook, as_version=4).cells:
+        lines = cell.source.splitlines() if cell.cell_type == "code" else []
+        for number, line in enumerate(lines):
+            if line.startswith("!"):
+                assert lines[number + 1:number + 2] == ["check_exit(_exit_code)"], (
+                    f"{notebook.name}: `{line}` must be followed by check_exit(_exit_code)")

@@ -32,6 +32,18 @@ def test_command_is_the_workshops_seed_line():
     assert command[9:] == ["-u", "scripts/x.py", "--epochs", "1"]
 
 
+def test_a_program_runs_as_it_is_with_mpirun_options_before_the_ranks():
+    command = mpirun_command("IMB-MPI1", "Allreduce", ranks=4, threads=1, prepend_rank=False,
+                             options=["-f", "hosts", "-ppn", "2"])
+    assert command == ["mpirun", "-genv", "OMP_NUM_THREADS=1", "-f", "hosts", "-ppn", "2", "-n", "4",
+                       "IMB-MPI1", "Allreduce"]
+
+
+def test_launcher_refuses_a_missing_program(in_course_env):
+    with pytest.raises(FileNotFoundError, match="no program IMB-NOPE on PATH"):
+        mpirun("IMB-NOPE")
+
+
 def test_bad_thread_counts_are_refused():
     with pytest.raises(ValueError, match="threads must be"):
         mpirun_command("x.py", ranks=1, threads=0)

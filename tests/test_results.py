@@ -25,6 +25,14 @@ def test_results_round_trip_with_the_machine_facts(tmp_path, monkeypatch):
     assert results.all_results(tmp_path) == [record]
 
 
+def test_all_results_skips_what_is_not_a_results_record(tmp_path):
+    results.write_results("kept", {"x": 1}, folder=tmp_path)
+    (tmp_path / "timeline.json").write_text('[{"name": "ALLREDUCE", "ph": "B"},')  # a live Horovod timeline
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "other.json").write_text('{"name": "x"}')
+    assert [r["name"] for r in results.all_results(tmp_path)] == ["kept"]
+
+
 def test_only_rank_zero_writes(tmp_path, monkeypatch):
     monkeypatch.setenv("PMI_RANK", "1")
     monkeypatch.setenv("PMI_SIZE", "2")

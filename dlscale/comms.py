@@ -1,0 +1,207 @@
+"""Notebook 06: what data-parallel training spends on communication, measured on this machine.
+
+    python -m dlscale.comms imb      # benchmarks/imb_collectives.sh: IMB-MPI1 over message sizes
+    python -m dlscale.comms fusion   # Horovod's fusion threshold and cycle time on a short MNIST run
+
+imb_sweep() runs the Intel MPI Benchmarks that ship with impi-rt (IMB-MPI1) for the collectives of
+the workshop's MLSL slide: Allreduce (or Reduce_scatter + Allgather) for data parallelism,
+Alltoall for model parallelism, on 2 up to --ranks ranks. fit_latency_bandwidth() reads each
+curve as t(n) = latency + n / bandwidth; below n_half = latency x bandwidth bytes a message is
+latency-bound (its size hardly matters), above it bandwidth-bound (time grows with size).
+fusion_sweep() trains scripts/cnn_mnist_hvd.py with HOROVOD_FUSION_THRESHOLD and
+HOROVOD_CYCLE_TIME varied one at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import sys
+
+from .env import quick_mode
+from .launch import mpirun
+from .results import read_results, write_results
+
+COLLECTIVES = ("Allreduce", "Reduce_scatter", "Allgather", "Alltoall")
+HOROVOD_DEFAULTS = {"HOROVOD_FUSION_THRESHOLD": 128 * 2**20, "HOROVOD_CYCLE_TIME": 1.0}  # Horovod >= 0.21
+
+
+def parse_imb(lines: list[str]) -> tuple[dict[str, dict[str, list[dict]]], list[str]]:
+    """IMB-MPI1's tables -> ({collective: {processes: [{bytes, repetitions, t_min/t_max/t_avg_us}]}},
+    the tables IMB cut short at its time limit, as "Collective on N ranks")."""
+    tables: dict[str, dict[str, list[dict]]] = {}
+    cut_short = []
+    rows = None
+    benchmark = processes = None
+    for line in lines:
+        if match := re.match(r"# Benchmarking (\S+)", line):
+            benchmark = match.group(1)
+        elif (match := re.match(r"# #processes = (\d+)", line)) and benchmark:
+            processes = match.group(1)
+            rows = tables.setdefault(benchmark, {}).setdefault(processes, [])
+        elif rows is not None and "time-out" in line:
+            cut_short.append(f"{benchmark} on {processes} ranks")
+        elif rows is not None and (numbers := line.split()) and len(numbers) == 5 and numbers[0].isdigit():
+            size, repetitions, t_min, t_max, t_avg = numbers
+            rows.append({"bytes": int(size), "repetitions": int(repetitions), "t_min_us": float(t_min),
+                         "t_max_us": float(t_max), "t_avg_us": float(t_avg)})
+        elif not line.strip():
+            rows = None  # a blank line ends a table
+    return tables, cut_short
+
+
+def fit_latency_bandwidth(rows: list[dict]) -> dict:
+    """t(n) = latency + n / bandwidth, from the small messages (latency: the median time of those up
+    to 256 bytes, robust to a noisy one) and the largest (bandwidth)."""
+    ordered = sorted(rows, key=lambda r: r["bytes"])
+    small = max(256, ordered[0]["bytes"])
+    latency_us = statistics.median(r["t_avg_us"] for r in ordered if r["bytes"] <= small)
+    # The slope of the largest messages, where latency is negligible; a sweep that stops while
+    # still latency-bound (times no longer than the latency) has no bandwidth to read.
+    slopes = [r["bytes"] / (r["t_avg_us"] - latency_us) * 1e6 for r in ordered[-3:]
+              if r["t_avg_us"] > latency_us]
+    if not slopes:
+        return {"latency_us": latency_us, "bandwidth_gb_per_s": None, "n_half_bytes": None}
+    bandwidth = statistics.median(slopes)  # bytes per second
+    return {"latency_us": latency_us, "bandwidth_gb_per_s": bandwidth / 1e9,
+            "n_half_bytes": latency_us * 1e-6 * bandwidth}
+
+
+def imb_sweep(ranks: int = 4, max_log: int | None = None, seconds_per_size: float = 10,
+              name: str = "imb_collectives", echo: bool = False, indent: str = "") -> dict:
+    """Run IMB-MPI1 for COLLECTIVES on 2..ranks ranks over 1 B .. 2**max_log B; write results/NAME.json.
+
+    IMB repeats small messages many times and large ones a few (about 40 MB per size in all);
+    `seconds_per_size` only caps a size that is slower still (IMB's own limit, 10 s by default).
+    """
+    max_log = max_log or (24 if quick_mode() else 27)
+    print(f"{indent}IMB-MPI1 {' '.join(COLLECTIVES)}: 2 and {ranks} ranks, "
+          f"1 B to {2**max_log / 2**20:g} MiB ...", flush=True)
+    # One rank per core at most is not required: IMB measures whatever layout it is given, and
+    # oversubscribed ranks show what busy-polling MPI costs when cores are shared.
+    done = mpirun("IMB-MPI1", *COLLECTIVES, "-npmin", 2, "-msglog", f"0:{max_log}", "-time", seconds_per_size,
+                  "-mem", 4, "-zero_size", "off", ranks=ranks, threads=1, prepend_rank=False, echo=echo,
+                  timeout=3600)
+    tables, cut_short = parse_imb(done.output)
+    if cut_short:
+        print(f"{indent}  IMB stopped these sweeps early, at its time limit: {', '.join(cut_short)}")
+    missing = [c for c in COLLECTIVES if c not in tables]
+    if missing:
+        raise RuntimeError(f"IMB-MPI1 printed no table for {missing}; its output ends:\n"
+                           + "\n".join(done.output[-20:]))
+    fits = {collective: {processes: fit_latency_bandwidth(rows) for processes, rows in by_ranks.items()}
+            for collective, by_ranks in tables.items()}
+    for collective, by_ranks in fits.items():
+        for processes, fit in by_ranks.items():
+            reading = (f"bandwidth {fit['bandwidth_gb_per_s']:.2f} GB/s, latency-bound below "
+                       f"{fit['n_half_bytes'] / 1024:.0f} KiB" if fit["n_half_bytes"]
+                       else "still latency-bound at the largest size")
+            print(f"{indent}  {collective:>14} on {processes} ranks: "
+                  f"latency {fit['latency_us']:.1f} us, {reading}")
+    record = {"tables": tables, "fits": fits, "ranks": ranks, "max_bytes": 2**max_log,
+              "cut_short": cut_short, "seconds": done.seconds}
+    write_results(name, record, ranks=ranks, threads_per_rank=1)
+    return record
+
+
+def fusion_settings() -> list[dict[str, float]]:
+    """Horovod's two knobs, each varied with the other at its default."""
+    thresholds = [0, 2**20, HOROVOD_DEFAULTS["HOROVOD_FUSION_THRESHOLD"]] if quick_mode() else \
+        [0, 2**16, 2**20, 2**22, HOROVOD_DEFAULTS["HOROVOD_FUSION_THRESHOLD"]]
+    cycles = [1.0, 20.0] if quick_mode() else [0.2, 1.0, 5.0, 20.0, 50.0]
+    settings = [{"HOROVOD_FUSION_THRESHOLD": t, "HOROVOD_CYCLE_TIME": HOROVOD_DEFAULTS["HOROVOD_CYCLE_TIME"]}
+                for t in thresholds]
+    settings += [{"HOROVOD_FUSION_THRESHOLD": HOROVOD_DEFAULTS["HOROVOD_FUSION_THRESHOLD"],
+                  "HOROVOD_CYCLE_TIME": c} for c in cycles if c != HOROVOD_DEFAULTS["HOROVOD_CYCLE_TIME"]]
+    return settings
+
+
+def fusion_sweep(ranks: int = 2, train_images: int | None = None, name: str = "horovod_fusion",
+                 echo: bool = False, indent: str = "") -> dict:
+    """Train the MNIST CNN for 2 short epochs under each fusion setting; write results/NAME.json."""
+    train_images = train_images or (512 if quick_mode() else 4000)
+    settings = fusion_settings()
+    runs = []
+    for number, setting in enumerate(settings, 1):
+        run_name = f"{name}_{number}"
+        threshold, cycle = setting["HOROVOD_FUSION_THRESHOLD"], setting["HOROVOD_CYCLE_TIME"]
+        print(f"{indent}[{number}/{len(settings)}] fusion threshold {threshold / 2**20:g} MiB, "
+              f"cycle time {cycle:g} ms", flush=True)
+        mpirun("scripts/cnn_mnist_hvd.py", "--fresh", "--epochs", 2, "--train-images", train_images,
+               "--checkpoint-dir", f"checkpoints/{run_name}", "--name", run_name, ranks=ranks, genv=setting,
+               echo=echo, timeout=3600)
+        measured = read_results(run_name)["measurements"]
+        print(f"{indent}      {measured['train_images_per_second']:.0f} img/s", flush=True)
+        runs.append(setting | {"train_images_per_second": measured["train_images_per_second"],
+                               "results_file": f"results/{run_name}.json"})
+    record = {"ranks": ranks, "train_images": train_images, "defaults": HOROVOD_DEFAULTS, "runs": runs}
+    write_results(name, record, ranks=ranks)
+    return record
+
+
+def plot_collectives(record: dict, marks: dict[str, int] | None = None):
+    """One panel per collective: time against message size, the latency-bound region shaded, and
+    `marks` ({label: bytes}, such as a model's gradient size) drawn as vertical lines."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(COLLECTIVES), figsize=(16, 4), sharey=True)
+    for ax, collective in zip(axes, COLLECTIVES, strict=True):
+        for processes, rows in record["tables"][collective].items():
+            sizes = [r["bytes"] for r in rows]
+            ax.loglog(sizes, [r["t_avg_us"] for r in rows], marker=".", label=f"{processes} ranks")
+        fits = record["fits"][collective].values()
+        n_half = max(fit["n_half_bytes"] or record["max_bytes"] for fit in fits)  # None: all latency-bound
+        ax.axvspan(1, n_half, color="#ffd966", alpha=0.35, lw=0)
+        ax.text(1.5, 0.92, "latency-bound", transform=ax.get_xaxis_transform(), fontsize=8)
+        ax.text(0.97, 0.03, "bandwidth-bound", transform=ax.transAxes, ha="right", fontsize=8)
+        for label, size in (marks or {}).items():
+            ax.axvline(size, color="#c00000", ls="--", lw=1)
+            ax.text(size, 0.5, f" {label}", rotation=90, color="#c00000", fontsize=8,
+                    transform=ax.get_xaxis_transform(), va="center")
+        ax.set(title=collective, xlabel="message size (bytes)")
+        ax.legend(loc="upper left", bbox_to_anchor=(0, 0.88), fontsize=8)
+    axes[0].set_ylabel("time per call (microseconds)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_fusion(record: dict):
+    """Training throughput against each Horovod knob, the default marked."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.6), sharey=True)
+    for ax, knob, unit, scale in ((axes[0], "HOROVOD_FUSION_THRESHOLD", "MiB", 2**20),
+                                  (axes[1], "HOROVOD_CYCLE_TIME", "ms", 1)):
+        other = next(k for k in HOROVOD_DEFAULTS if k != knob)
+        runs = sorted((r for r in record["runs"] if r[other] == HOROVOD_DEFAULTS[other]),
+                      key=lambda r: r[knob])
+        labels = [f"{r[knob] / scale:g}" for r in runs]
+        bars = ax.bar(labels, [r["train_images_per_second"] for r in runs], color=[
+            "#0071c5" if r[knob] != HOROVOD_DEFAULTS[knob] else "#00a3e0" for r in runs])
+        ax.bar_label(bars, fmt="%.0f", padding=2)
+        ax.set(xlabel=f"{knob} ({unit}; light bar = default)", title=f"{knob} varied")
+        ax.margins(y=0.15)
+    axes[0].set_ylabel(f"training images/s, {record['ranks']} ranks")
+    fig.tight_layout()
+    return fig
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("what", choices=("imb", "fusion"))
+    p.add_argument("--ranks", type=int, default=None, help="ranks (default: 4 for imb, 2 for fusion)")
+    args = p.parse_args(argv)
+    if args.ranks is not None and args.ranks < 2:
+        p.error(f"--ranks must be 2 or more: a collective needs partners, got {args.ranks}")
+    if args.what == "imb":
+        imb_sweep(ranks=args.ranks or 4)
+        print("wrote results/imb_collectives.json")
+    else:
+        fusion_sweep(ranks=args.ranks or 2)
+        print("wrote results/horovod_fusion.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""IMB-MPI1's tables are read correctly, the latency/bandwidth reading is right, and the sweep runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import take_results
+
+from dlscale import comms
+
+SAMPLE = Path(__file__).parent / "data" / "imb_mpi1_4ranks.txt"  # a real IMB-MPI1 run, 4 ranks
+
+
+def test_parse_reads_every_table_of_a_real_run():
+    tables, cut_short = comms.parse_imb(SAMPLE.read_text().splitlines())
+    assert sorted(tables) == sorted(comms.COLLECTIVES)
+    assert all(sorted(by_ranks) == ["2", "4"] for by_ranks in tables.values())
+    # Reductions count in floats, so they start at 4 bytes; the others at 1 byte.
+    assert [r["bytes"] for r in tables["Allreduce"]["2"]] == [4, 8, 16, 32, 64]
+    assert [r["bytes"] for r in tables["Alltoall"]["2"]] == [1, 2, 4, 8, 16, 32, 64]
+    # This run's time limit was too short for 4 busy ranks on 2 cores: IMB said so, mid-table.
+    assert [r["bytes"] for r in tables["Alltoall"]["4"]] == [1, 2, 4, 8]
+    assert cut_short == ["Allgather on 4 ranks", "Alltoall on 4 ranks"]
+    first = tables["Allreduce"]["2"][0]
+    assert first == {"bytes": 4, "repetitions": 1000, "t_min_us": 10.71, "t_max_us": 13.73, "t_avg_us": 12.22}
+
+
+def test_latency_and_bandwidth_come_back_from_a_known_curve():
+    latency_us, bandwidth = 5.0, 2e9  # bytes per second
+    rows = [{"bytes": 2**k, "t_avg_us": latency_us + 2**k / bandwidth * 1e6} for k in range(0, 25)]
+    fit = comms.fit_latency_bandwidth(rows)
+    assert fit["latency_us"] == pytest.approx(latency_us, rel=1e-2)
+    assert fit["bandwidth_gb_per_s"] == pytest.approx(2.0, rel=1e-3)
+    assert fit["n_half_bytes"] == pytest.approx(10_000, rel=1e-2)  # 5 us x 2 GB/s
+
+
+def test_a_sweep_that_ends_latency_bound_has_no_bandwidth():
+    fit = comms.fit_latency_bandwidth([{"bytes": 2**k, "t_avg_us": 5.0} for k in range(8)])
+    assert fit == {"latency_us": 5.0, "bandwidth_gb_per_s": None, "n_half_bytes": None}
+
+
+def test_fusion_settings_vary_one_knob_at_a_time():
+    settings = comms.fusion_settings()
+    defaults = comms.HOROVOD_DEFAULTS
+    assert defaults in settings and len(settings) == len({tuple(s.values()) for s in settings})
+    assert all(sum(s[k] != defaults[k] for k in defaults) <= 1 for s in settings)
+    assert {"HOROVOD_FUSION_THRESHOLD": 0, "HOROVOD_CYCLE_TIME": 1.0} in settings  # fusion off
+
+
+@pytest.mark.mpi
+def test_imb_sweep_measures_four_collectives_on_2_and_4_ranks(in_course_env):
+    record = comms.imb_sweep(ranks=4, max_log=18, name="test_imb")
+    assert take_results("test_imb")["measurements"]["fits"] == record["fits"]
+    for collective in comms.COLLECTIVES:
+        for ranks in ("2", "4"):
+            rows = record["tables"][collective][ranks]
+            assert rows[-1]["bytes"] == 2**18 and all(r["t_avg_us"] > 0 for r in rows)
+            assert record["fits"][collective][ranks]["latency_us"] > 0
+    assert record["cut_short"] == []
