@@ -131,17 +131,24 @@ def run(*, model: str, batch_size: int, num_batches: int, warmup_batches: int, d
     return record
 
 
-def parser() -> argparse.ArgumentParser:
+def add_workload_arguments(p: argparse.ArgumentParser) -> None:
+    """What one run trains and for how long: shared by this driver and scripts/tf_bench.py."""
     quick = quick_mode()
-    p = argparse.ArgumentParser(prog="benchmarks/tf_bench.sh", description=__doc__.splitlines()[0])
     p.add_argument("--model", choices=sorted(MODELS), default="resnet50", help="network (default resnet50)")
     p.add_argument("--batch-size", type=positive(int), default=8 if quick else 32,
                    help="images per step and rank (default 32; 8 in quick mode)")
     p.add_argument("--num-batches", type=positive(int), default=2 if quick else 10,
                    help="timed steps per run (default 10; 2 in quick mode)")
     p.add_argument("--warmup-batches", type=positive(int), default=1 if quick else 2,
-                   help="untimed steps per run (default 2; 1 in quick mode)")
-    p.add_argument("--image-size", type=positive(int), default=None, help="input side (default: the model's)")
+                   help="untimed steps first (default 2; 1 in quick mode)")
+    p.add_argument("--image-size", type=positive(int), default=None,
+                   help="input side in pixels (default: the model's own, 224 for resnet50)")
+
+
+def parser() -> argparse.ArgumentParser:
+    quick = quick_mode()
+    p = argparse.ArgumentParser(prog="benchmarks/tf_bench.sh", description=__doc__.splitlines()[0])
+    add_workload_arguments(p)
     p.add_argument("--data-format", choices=("channels_last", "channels_first"), default="channels_last",
                    help="layout of the optimized runs (default channels_last, NHWC)")
     p.add_argument("--repeats", type=positive(int), default=2 if quick else 3,

@@ -19,23 +19,12 @@ import statistics
 import sys
 import time
 
-from dlscale import quick_mode
-from dlscale.cli import positive
-from dlscale.tfbench import MODELS
+from dlscale.tfbench import MODELS, add_workload_arguments
 
 
 def parse_args() -> argparse.Namespace:
-    quick = quick_mode()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", choices=sorted(MODELS), default="resnet50", help="network (default resnet50)")
-    p.add_argument("--batch-size", type=positive(int), default=8 if quick else 32,
-                   help="images per step and rank (default 32; 8 in quick mode)")
-    p.add_argument("--num-batches", type=positive(int), default=2 if quick else 10,
-                   help="timed steps (default 10; 2 in quick mode)")
-    p.add_argument("--warmup-batches", type=positive(int), default=1 if quick else 2,
-                   help="untimed steps first (default 2; 1 in quick mode)")
-    p.add_argument("--image-size", type=positive(int), default=None,
-                   help="input side in pixels (default: the model's own, 224 for resnet50)")
+    add_workload_arguments(p)
     p.add_argument("--data-format", choices=("channels_last", "channels_first"), default="channels_last",
                    help="NHWC (TensorFlow's default) or NCHW (the workshop's choice for MKL)")
     p.add_argument("--intra", type=int, default=None,
