@@ -1,7 +1,7 @@
 # Deep Learning at Scale with Distributed Frameworks
 #   make lab     set everything up (first time: about 15 minutes), then open the course in JupyterLab
 #   make test    set everything up, then run the whole test suite (quick mode)
-# Other targets: setup, doctor, data-full, bench, exercises, lint, clean. `make help` lists them.
+# Other targets: test-fast, setup, doctor, data-full, bench, exercises, lint, clean. `make help` lists them.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -33,11 +33,12 @@ KERNEL_SPEC := $(VENV)/share/jupyter/kernels/$(KERNEL)/kernel.json
 comma := ,
 step = @printf '\n\033[1m==> %s\033[0m\n' "$(1)"
 
-.PHONY: help setup lab test doctor data-full bench exercises lint clean distclean
+.PHONY: help setup lab test test-fast doctor data-full bench exercises lint clean distclean
 
 help:
 	@echo "make lab        set up (first run about 15 min, later runs seconds) and open JupyterLab"
 	@echo "make test       set up, then run the whole test suite in quick mode"
+	@echo "make test-fast  the helper units and one short mpirun per script (a few minutes)"
 	@echo "make setup      only the set-up: venv, pinned stack, Horovod, helper package, kernel"
 	@echo "make doctor     check the environment: CPU, TensorFlow/oneDNN, MPI, Horovod, daal4py"
 	@echo "make data-full  download the full 70,000-image MNIST (needs internet; optional)"
@@ -107,6 +108,11 @@ test: setup
 	DLSCALE_QUICK=1 $(BIN)/python -m pytest tests solutions --nbval --nbval-kernel-name $(KERNEL) \
 	  --nbval-sanitize-with tests/sanitize.cfg -p no:cacheprovider
 
+# A few minutes: the helper units and one short mpirun per script (no notebooks, benchmarks or
+# browser). For the edit-run loop; `make test` is what CI runs.
+test-fast: setup
+	DLSCALE_QUICK=1 $(BIN)/python -m pytest tests -m "not slow" -p no:cacheprovider
+
 # Every benchmark entry the notebooks define, recorded with this machine's facts in results/.
 # DLSCALE_QUICK=1 make bench runs them at smoke sizes.
 bench: setup
@@ -116,7 +122,7 @@ exercises: setup
 	$(BIN)/python -m dlscale.exercises
 
 lint: setup
-	$(BIN)/python -m ruff check dlscale scripts tests tools
+	$(BIN)/python -m ruff check dlscale scripts tests tools solutions
 
 clean:
 	rm -rf results checkpoints tests/artifacts .pytest_cache

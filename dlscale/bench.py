@@ -20,24 +20,23 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import comms, tfbench
+from . import comms, plots, tfbench
 from .cpu import usable_cores
-from .env import ROOT, quick_mode
-from .launch import mpirun
-from .results import RESULTS, read_results, write_results
+from .env import ROOT, results_dir, shown
+from .experiments import (
+    Run,
+    cnn_onednn,
+    horovod_scaling,
+    int8_settings,
+    kmeans_layouts,
+    mpi_layouts,
+    onednn_on_off,
+    thread_sweep,
+)
+from .results import read_results, write_results
 
 REFERENCE = ROOT / "benchmarks" / "reference"  # full runs shipped with the course, to compare with
 INDENT = "      "  # an entry's own progress lines, under the entry's
-
-
-@dataclass
-class Launch:
-    script: str
-    args: list
-    ranks: int
-    threads: int
-    name: str  # results/NAME.json that the script writes
-    genv: dict | None = None
 
 
 @dataclass
@@ -45,82 +44,54 @@ class Entry:
     name: str
     notebook: str
     description: str
-    measure: Callable[[int], tuple[list[str], dict]]  # usable cores -> (results files, summary)
+    measure: Callable[[int], tuple[list[str], dict]]  # usable cores -> (results records, summary)
 
 
-def launched(launches: Callable[[int], list[Launch]], summarize: Callable[[dict[str, dict]], dict]):
-    """An entry's `measure` that runs course scripts under mpirun, then summarizes their results files."""
+def launched(grid: Callable[[int], list[Run]], summarize: Callable[[list[Run], str], dict], prefix: str):
+    """An entry's `measure` that launches a grid's runs, then summarizes their results records."""
     def measure(cores: int) -> tuple[list[str], dict]:
-        chosen = launches(cores)
-        for launch in chosen:
-            mpirun(launch.script, *launch.args, ranks=launch.ranks, threads=launch.threads,
-                   genv=launch.genv, echo=False, timeout=3600)
-        runs = {launch.name: read_results(launch.name)["measurements"] for launch in chosen}
-        return [f"results/{launch.name}.json" for launch in chosen], summarize(runs)
+        runs = grid(cores)
+        for run in runs:
+            run.launch(prefix, echo=False, timeout=3600)
+        return [run.name(prefix) for run in runs], summarize(runs, prefix)
     return measure
 
 
-def _mpi_layouts(cores: int) -> list[Launch]:
-    layouts = dict.fromkeys([(1, 1), (1, cores), (cores, 1), (2 * cores, 1)])
-    return [Launch("scripts/00_mpi_hello.py", ["--name", f"bench_00_{r}x{t}"], r, t, f"bench_00_{r}x{t}")
-            for r, t in layouts]
-
-
-def _summarize_mpi_layouts(runs: dict[str, dict]) -> dict:
-    gflops = {name.removeprefix("bench_00_"): m["gflops"] for name, m in runs.items()}
-    cores = usable_cores()
+def summarize_mpi_layouts(runs: list[Run], prefix: str) -> dict:
+    gflops = {run.label: run.results(prefix)["gflops"] for run in runs}
+    one_per_core, oversubscribed = runs[-2:]  # cores x 1, then 2 cores x 1
     return {"gflops_by_layout": gflops,
-            "oversubscription_slowdown": gflops[f"{cores}x1"] / gflops[f"{2 * cores}x1"]}
+            "oversubscription_slowdown": gflops[one_per_core.label] / gflops[oversubscribed.label]}
 
 
-def _int8(cores: int) -> list[Launch]:
-    settings = dict.fromkeys([(1, 1), (32, cores)])  # (batch, threads): latency-bound, then throughput
-    names = {(b, t): f"bench_01_b{b}_t{t}" for b, t in settings}
-    return [Launch("scripts/int8_inference.py", ["--batch", b, "--threads", t, "--name", name], 1, t, name)
-            for (b, t), name in names.items()]
-
-
-def _summarize_int8(runs: dict[str, dict]) -> dict:
-    first = next(iter(runs.values()))
+def summarize_int8(runs: list[Run], prefix: str) -> dict:
+    measured = {run.label: run.results(prefix) for run in runs}
+    first = measured[runs[0].label]  # batch 1, one thread
     return {
-        **{name.removeprefix("bench_01_"): {"int8_over_fp32": m["int8_speedup"],
-                                             "images_per_second": m["images_per_second_total"]}
-           for name, m in runs.items()},
+        **{label: {"int8_over_fp32": m["int8_speedup"], "images_per_second": m["images_per_second_total"]}
+           for label, m in measured.items()},
+        "batch1_int8_over_fp32": first["int8_speedup"],
         "accuracy_change_points": 100 * (first["accuracy"]["int8"] - first["accuracy"]["fp32"]),
         "size_ratio": first["model_bytes"]["fp32"] / first["model_bytes"]["int8"],
     }
 
 
-def _onednn_threads(cores: int) -> list[Launch]:
-    launches = [Launch("scripts/onednn_bench.py", ["--name", f"bench_02_onednn_{s}"], 1, cores,
-                       f"bench_02_onednn_{s}", {"TF_ENABLE_ONEDNN_OPTS": int(s == "on")})
-                for s in ("off", "on")]
-    for intra in sorted({1, cores, 2 * cores}):
-        name = f"bench_02_intra_{intra}"
-        launches.append(Launch("scripts/onednn_bench.py", ["--intra", intra, "--name", name], 1, cores, name))
-    name = f"bench_02_ranks_{cores}"
-    return [*launches, Launch("scripts/onednn_bench.py", ["--intra", 1, "--name", name], cores, 1, name)]
+def onednn_threads(cores: int) -> list[Run]:
+    """oneDNN off/on, then intra-op threads (one inter-op thread), then one rank per core."""
+    ranks = Run("scripts/onednn_bench.py", cores, 1, {"ranks": cores, "threads": 1}, f"{cores} ranks x 1",
+                ("--threads", 1))
+    return [*onednn_on_off("scripts/onednn_bench.py", cores), *thread_sweep(cores, inter=(1,)), ranks]
 
 
-def _summarize_onednn_threads(runs: dict[str, dict]) -> dict:
+def summarize_onednn(runs: list[Run], prefix: str) -> dict:
     rate, infer = "train_images_per_second", "inference_images_per_second"
-    off, on = runs.pop("bench_02_onednn_off"), runs.pop("bench_02_onednn_on")
-    return {"onednn_train_speedup": on[rate] / off[rate],
-            "onednn_inference_speedup": on[infer] / off[infer],
-            "train_images_per_second": {name.removeprefix("bench_02_"): m[rate] for name, m in runs.items()}}
+    off, on = (run.results(prefix) for run in runs[:2])
+    return {"onednn_train_speedup": on[rate] / off[rate], "onednn_inference_speedup": on[infer] / off[infer],
+            "train_images_per_second": {run.label: run.results(prefix)[rate] for run in runs[2:]}}
 
 
-def _cnn_onednn(cores: int) -> list[Launch]:
-    images = "512" if quick_mode() else "4000"
-    return [Launch("scripts/cnn_mnist.py",
-                   ["--fresh", "--epochs", 2, "--train-images", images, "--checkpoint-dir",
-                    f"checkpoints/bench_03_{setting}", "--name", f"bench_03_onednn_{setting}"],
-                   1, cores, f"bench_03_onednn_{setting}", {"TF_ENABLE_ONEDNN_OPTS": int(setting == "on")})
-            for setting in ("off", "on")]
-
-
-def _summarize_cnn_onednn(runs: dict[str, dict]) -> dict:
-    off, on = runs["bench_03_onednn_off"], runs["bench_03_onednn_on"]
+def summarize_cnn_onednn(runs: list[Run], prefix: str) -> dict:
+    off, on = (run.results(prefix) for run in runs)
     train, infer = "train_images_per_second", "inference_images_per_second"
     return {
         train: {"off": off[train], "on": on[train]},
@@ -132,39 +103,21 @@ def _summarize_cnn_onednn(runs: dict[str, dict]) -> dict:
     }
 
 
-def _horovod_scaling(cores: int) -> list[Launch]:
-    images = "512" if quick_mode() else "4000"
-    layouts = dict.fromkeys([(1, cores), (cores, 1), (2 * cores, 1)])
-    return [Launch("scripts/cnn_mnist_hvd.py",
-                   ["--fresh", "--epochs", 2, "--train-images", images, "--checkpoint-dir",
-                    f"checkpoints/bench_04_{r}x{t}", "--name", f"bench_04_{r}x{t}"],
-                   r, t, f"bench_04_{r}x{t}") for r, t in layouts]
+def summarize_horovod_scaling(runs: list[Run], prefix: str) -> dict:
+    measured = {run.label: run.results(prefix) for run in runs}
+    base = measured[runs[0].label]["train_images_per_second"]  # one rank, all cores as threads
+    return {label: {"images_per_second": m["train_images_per_second"],
+                    "efficiency": m["train_images_per_second"] / base,
+                    "test_accuracy": m["test_accuracy"], "weights_identical": m["weights_identical"]}
+            for label, m in measured.items()}
 
 
-def _summarize_horovod_scaling(runs: dict[str, dict]) -> dict:
-    layouts = {name.removeprefix("bench_04_"): m for name, m in runs.items()}
-    base = next(iter(layouts.values()))["train_images_per_second"]  # one rank, all cores as threads
-    return {layout: {"images_per_second": m["train_images_per_second"],
-                     "efficiency": m["train_images_per_second"] / base,
-                     "test_accuracy": m["test_accuracy"], "weights_identical": m["weights_identical"]}
-            for layout, m in layouts.items()}
-
-
-def _kmeans(cores: int) -> list[Launch]:
-    scale = "1" if quick_mode() else "3"
-    layouts = dict.fromkeys([(1, cores), (cores, 1), (2 * cores, 1)])
-    return [Launch("scripts/quantize_colors.py",
-                   ["--scale", scale, "--init", "sample", "--name", f"bench_05_{r}x{t}",
-                    "--out", f"results/bench_05_{r}x{t}.png", *(["--compare-sklearn"] if r == 1 else [])],
-                   r, t, f"bench_05_{r}x{t}") for r, t in layouts]
-
-
-def _summarize_kmeans(runs: dict[str, dict]) -> dict:
-    layouts = {name.removeprefix("bench_05_"): m for name, m in runs.items()}
-    single = next(iter(layouts.values()))  # one rank, all cores as threads, with scikit-learn beside it
+def summarize_kmeans(runs: list[Run], prefix: str) -> dict:
+    measured = {run.label: run.results(prefix) for run in runs}
+    single = measured[runs[0].label]  # one rank, all cores as threads, with scikit-learn beside it
     return {
         "pixels": single["pixels"], "colors": single["colors"], "iterations": single["iterations"],
-        "iterate_seconds_by_layout": {layout: m["seconds"]["iterate"] for layout, m in layouts.items()},
+        "iterate_seconds_by_layout": {label: m["seconds"]["iterate"] for label, m in measured.items()},
         "sklearn_seconds": single["sklearn"]["seconds"],
         "daal4py_speedup_over_sklearn": single["sklearn"]["seconds"] / single["seconds"]["iterate"],
         "inertia_relative_difference":
@@ -179,13 +132,13 @@ def _tf_bench(cores: int) -> tuple[list[str], dict]:
                          data_format=defaults.data_format, repeats=defaults.repeats,
                          horovod_ranks=2, name="bench_06_tf_bench", cores=cores, echo=False,
                          indent=INDENT)
-    files = [path for paths in record["results_files"].values() for path in paths]
-    return [*files, "results/bench_06_tf_bench.json"], record["summary"]
+    runs = [run for repeats in record["runs"].values() for run in repeats]
+    return [*runs, "bench_06_tf_bench"], record["summary"]
 
 
 def _collectives(cores: int) -> tuple[list[str], dict]:
     record = comms.imb_sweep(ranks=4, name="bench_06_imb", indent=INDENT)
-    return ["results/bench_06_imb.json"], record["fits"]
+    return ["bench_06_imb"], record["fits"]
 
 
 def _fusion(cores: int) -> tuple[list[str], dict]:
@@ -195,24 +148,24 @@ def _fusion(cores: int) -> tuple[list[str], dict]:
     default = next(r["train_images_per_second"] for r in record["runs"]
                    if all(r[k] == v for k, v in comms.HOROVOD_DEFAULTS.items()))
     fusion_off = next(v for k, v in rates.items() if k.startswith("threshold_0MiB_"))
-    return [r["results_file"] for r in record["runs"]] + ["results/bench_06_fusion.json"], {
+    return [r["results_name"] for r in record["runs"]] + ["bench_06_fusion"], {
         "train_images_per_second": rates, "best_over_default": max(rates.values()) / default,
         "fusion_off_over_default": fusion_off / default}
 
 
 ENTRIES = [
     Entry("mpi_layouts", "00", "matrix multiplies: ranks x threads layouts, oversubscription",
-          launched(_mpi_layouts, _summarize_mpi_layouts)),
+          launched(mpi_layouts, summarize_mpi_layouts, "bench_00")),
     Entry("int8_inference", "01", "MNIST CNN in TFLite: full INT8 vs FP32, batch 1 and 32",
-          launched(_int8, _summarize_int8)),
+          launched(int8_settings, summarize_int8, "bench_01")),
     Entry("onednn_threads", "02", "TensorFlow's kernels vs oneDNN; intra-op threads; ranks vs threads",
-          launched(_onednn_threads, _summarize_onednn_threads)),
+          launched(onednn_threads, summarize_onednn, "bench_02")),
     Entry("cnn_onednn", "03", "MNIST CNN: TensorFlow's kernels vs oneDNN, training and inference",
-          launched(_cnn_onednn, _summarize_cnn_onednn)),
+          launched(cnn_onednn, summarize_cnn_onednn, "bench_03")),
     Entry("horovod_scaling", "04", "MNIST CNN with Horovod: ranks x threads at equal cores",
-          launched(_horovod_scaling, _summarize_horovod_scaling)),
+          launched(horovod_scaling, summarize_horovod_scaling, "bench_04")),
     Entry("kmeans_daal4py", "05", "colour quantization: ranks x threads, daal4py vs scikit-learn",
-          launched(_kmeans, _summarize_kmeans)),
+          launched(kmeans_layouts, summarize_kmeans, "bench_05")),
     Entry("tf_bench", "06", "ResNet-50 training (benchmarks/tf_bench.sh): default vs optimized vs Horovod",
           _tf_bench),
     Entry("mpi_collectives", "06",
@@ -222,8 +175,8 @@ ENTRIES = [
 
 
 def run_entry(entry: Entry, cores: int) -> dict:
-    files, summary = entry.measure(cores)
-    return {"notebook": entry.notebook, "description": entry.description, "results_files": files,
+    names, summary = entry.measure(cores)
+    return {"notebook": entry.notebook, "description": entry.description, "results": names,
             "summary": summary}
 
 
@@ -258,7 +211,7 @@ def speedups(measurements: dict) -> dict[str, float]:
     """The ratios each entry measured side by side (faster configuration / slower one)."""
     found = {}
     pick = {
-        "int8_inference": ("INT8 / FP32, batch 1 (01)", lambda s: s["b1_t1"]["int8_over_fp32"]),
+        "int8_inference": ("INT8 / FP32, batch 1 (01)", lambda s: s["batch1_int8_over_fp32"]),
         "onednn_threads": ("oneDNN / Eigen, CNN training step (02)", lambda s: s["onednn_train_speedup"]),
         "cnn_onednn": ("oneDNN / Eigen, MNIST training (03)", lambda s: s["train_speedup"]),
         "kmeans_daal4py": ("daal4py / scikit-learn K-Means (05)",
@@ -276,80 +229,14 @@ def benchmark_records() -> dict[str, dict]:
     """Every `make bench` record to compare, by file: results/ (yours, and any copied in from other
     machines), then the full runs shipped in benchmarks/reference/."""
     found, seen = {}, set()
-    for folder in (RESULTS, REFERENCE):
+    for folder in (results_dir(), REFERENCE):
         for path in sorted(folder.glob("benchmarks_*.json")) if folder.is_dir() else []:
             record = json.loads(path.read_text())
             run = (record["machine"]["hostname"], record["machine"]["timestamp"])
             if run not in seen:  # the same run copied twice (the reference run on its own machine)
                 seen.add(run)
-                found[str(path.relative_to(ROOT))] = record
+                found[shown(path)] = record
     return found
-
-
-def comparison_figure(records: dict[str, dict]):
-    """The side-by-side speed-ups of several machines (or runs), grouped by optimization."""
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    ratios = {path: speedups(record["measurements"]) for path, record in records.items()}
-    labels = list(dict.fromkeys(label for found in ratios.values() for label in found))
-    fig, ax = plt.subplots(figsize=(11, 1.5 + 0.5 * len(labels) * max(1, len(records)) ** 0.5))
-    height = 0.8 / max(1, len(records))
-    for number, (path, found) in enumerate(ratios.items()):
-        machine = records[path]["machine"]
-        name = (f"{machine['hostname']}: {machine['cpu']['model']}, {machine['cpu']['physical_cores']} cores"
-                f"{' (quick)' if machine['quick_mode'] else ''}"
-                f"{' [reference]' if path.startswith('benchmarks/reference/') else ''}")
-        positions = np.arange(len(labels)) + number * height
-        values = [found.get(label, np.nan) for label in labels]
-        bars = ax.barh(positions, values, height=height, label=name)
-        ax.bar_label(bars, labels=["" if np.isnan(v) else f"{v:.2f}x" for v in values], padding=2, fontsize=8)
-    ax.set_yticks(np.arange(len(labels)) + height * (len(records) - 1) / 2, labels)
-    ax.axvline(1, color="black", lw=0.8)
-    ax.invert_yaxis()
-    ax.set(xlabel="speed-up, measured side by side on each machine",
-           title="The same optimizations, machine by machine")
-    ax.legend(fontsize=8, loc="lower right")
-    ax.margins(x=0.12)
-    fig.tight_layout()
-    return fig
-
-
-def summary_figure(record: dict):
-    """ResNet-50 images/s beside the workshop's, and every side-by-side speed-up, in one figure."""
-    import matplotlib.pyplot as plt
-
-    measurements = record["measurements"]
-    ratios = speedups(measurements)
-    panels = ("tf_bench" in measurements) + bool(ratios)
-    fig, axes = plt.subplots(1, max(1, panels), figsize=(14 if panels > 1 else 8, 4.2), squeeze=False)
-    axes = list(axes[0])
-    if "tf_bench" in measurements:
-        ax = axes.pop(0)
-        summary = measurements["tf_bench"]["summary"]
-        workshop = summary["workshop"]
-        labels = ["workshop\ndefault", "workshop\noptimized", *[f"here\n{n}" for n in summary["rows"]]]
-        values = [workshop["default"], workshop["optimized"],
-                  *[row["median"] for row in summary["rows"].values()]]
-        bars = ax.bar(labels, values, color=["#999999", "#999999", *["#0071c5"] * len(summary["rows"])])
-        ax.bar_label(bars, fmt="%.2f", padding=2)
-        ax.set(ylabel="images/s", title=f"ResNet-50 training, batch "
-               f"{next(iter(summary['rows'].values()))['batch_size']} per rank (median of runs)")
-        ax.margins(y=0.15)
-    if ratios:
-        ax = axes.pop(0)
-        bars = ax.barh(list(ratios), list(ratios.values()), color="#0071c5")
-        ax.bar_label(bars, fmt="%.2fx", padding=2)
-        ax.axvline(1, color="black", lw=0.8)
-        ax.invert_yaxis()
-        ax.set(xlabel="speed-up, measured side by side in this run",
-               title="What each optimization bought here")
-        ax.margins(x=0.15)
-    cpu = record["machine"]["cpu"]
-    fig.suptitle(f"{record['machine']['hostname']}: {cpu['model']}, {cpu['physical_cores']} cores"
-                 + (" (quick mode)" if record["machine"]["quick_mode"] else ""), fontsize=10)
-    fig.tight_layout()
-    return fig
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -372,11 +259,11 @@ def main(argv: list[str] | None = None) -> int:
     name = f"benchmarks_{socket.gethostname()}"
     path = write_results(name, measured)
     record = read_results(name)  # the summary is drawn from what was written, as anyone else would read it
-    table = RESULTS / f"{name}.md"
+    table = results_dir() / f"{name}.md"
     table.write_text(markdown(record))
-    figure = RESULTS / f"{name}.png"
-    summary_figure(record).savefig(figure, dpi=110)
-    print(f"wrote {', '.join(str(p.relative_to(RESULTS.parent)) for p in (path, table, figure))}")
+    figure = results_dir() / f"{name}.png"
+    plots.bench_summary(record).savefig(figure, dpi=110)
+    print(f"wrote {', '.join(shown(p) for p in (path, table, figure))}")
     return 0
 
 

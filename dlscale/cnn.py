@@ -1,13 +1,13 @@
 """The workshop's MNIST CNN and what trains and measures it: shared by scripts/cnn_mnist.py,
 scripts/cnn_mnist_hvd.py and notebooks 03 and 04.
 
-Importing this module imports TensorFlow, which reads TF_ENABLE_ONEDNN_OPTS once, at import: set
-it (mpirun's -genv does) before the script starts.
+Importing this module imports TensorFlow, which reads TF_ENABLE_ONEDNN_OPTS and OMP_NUM_THREADS
+once, at import: scripts import it after dlscale.rank.start_rank(), and mpirun's -genv sets
+TF_ENABLE_ONEDNN_OPTS before the script starts.
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
 import glob
 import os
@@ -16,14 +16,11 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter hides the lesson
+import numpy as np
+import tensorflow as tf
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from .cli import positive  # noqa: E402
-from .data import Mnist  # noqa: E402
-from .env import ROOT, quick_mode  # noqa: E402
+from .data import Mnist
+from .env import quick_mode
 
 
 def configure_tensorflow(intra_op_threads: int, inter_op_threads: int = 1) -> dict:
@@ -141,29 +138,6 @@ def summarize_xspace(space, top: int = 12) -> list[dict]:
                 calls[op] += 1
     return [{"op": op, "microseconds": round(us, 1), "calls": calls[op]}
             for op, us in time_us.most_common(top)]
-
-
-def training_parser(description: str, default_name: str) -> argparse.ArgumentParser:
-    """The command line of cnn_mnist.py, which cnn_mnist_hvd.py extends."""
-    quick = quick_mode()
-    p = argparse.ArgumentParser(description=description.splitlines()[0])
-    p.add_argument("--epochs", type=positive(int), default=1 if quick else 6,
-                   help="train until this many epochs are done (default 6; 1 in quick mode)")
-    p.add_argument("--batch-size", type=positive(int), default=64,
-                   help="images per step and rank (default 64)")
-    p.add_argument("--lr", type=positive(float), default=1e-3, help="Adam's learning rate (default 0.001)")
-    p.add_argument("--threads", type=positive(int), default=None,
-                   help="TensorFlow intra-op threads (default: OMP_NUM_THREADS, set by the launcher)")
-    p.add_argument("--inter-threads", type=positive(int), default=1,
-                   help="TensorFlow inter-op threads (default 1)")
-    p.add_argument("--train-images", type=positive(int), default=512 if quick else None,
-                   help="use only the first N training images (default all; 512 in quick mode)")
-    p.add_argument("--checkpoint-dir", type=Path, default=ROOT / "checkpoints" / default_name,
-                   help=f"where checkpoints go (default checkpoints/{default_name})")
-    p.add_argument("--fresh", action="store_true", help="delete the checkpoints and start over")
-    p.add_argument("--profile", action="store_true", help="also profile one training step")
-    p.add_argument("--name", default=default_name, help="results file name (results/NAME.json)")
-    return p
 
 
 class EpochLog(tf.keras.callbacks.Callback):

@@ -9,17 +9,21 @@ Alltoall for model parallelism, on 2 up to --ranks ranks. fit_latency_bandwidth(
 curve as t(n) = latency + n / bandwidth; below n_half = latency x bandwidth bytes a message is
 latency-bound (its size hardly matters), above it bandwidth-bound (time grows with size).
 fusion_sweep() trains scripts/cnn_mnist_hvd.py with HOROVOD_FUSION_THRESHOLD and
-HOROVOD_CYCLE_TIME varied one at a time.
+HOROVOD_CYCLE_TIME varied one at a time. summarize_horovod_timeline() reads what Horovod's own
+timeline says each step spent on negotiating and reducing. dlscale.plots draws all three.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import statistics
 import sys
+from pathlib import Path
 
 from .env import quick_mode
+from .experiments import training_images
 from .launch import mpirun
 from .results import read_results, write_results
 
@@ -120,7 +124,7 @@ def fusion_settings() -> list[dict[str, float]]:
 def fusion_sweep(ranks: int = 2, train_images: int | None = None, name: str = "horovod_fusion",
                  echo: bool = False, indent: str = "") -> dict:
     """Train the MNIST CNN for 2 short epochs under each fusion setting; write results/NAME.json."""
-    train_images = train_images or (512 if quick_mode() else 4000)
+    train_images = train_images or training_images()
     settings = fusion_settings()
     runs = []
     for number, setting in enumerate(settings, 1):
@@ -129,62 +133,46 @@ def fusion_sweep(ranks: int = 2, train_images: int | None = None, name: str = "h
         print(f"{indent}[{number}/{len(settings)}] fusion threshold {threshold / 2**20:g} MiB, "
               f"cycle time {cycle:g} ms", flush=True)
         mpirun("scripts/cnn_mnist_hvd.py", "--fresh", "--epochs", 2, "--train-images", train_images,
-               "--checkpoint-dir", f"checkpoints/{run_name}", "--name", run_name, ranks=ranks, genv=setting,
+               "--checkpoint-dir", f"checkpoints/{run_name}", "--name", run_name, ranks=ranks,
+               genv=setting,
                echo=echo, timeout=3600)
         measured = read_results(run_name)["measurements"]
         print(f"{indent}      {measured['train_images_per_second']:.0f} img/s", flush=True)
         runs.append(setting | {"train_images_per_second": measured["train_images_per_second"],
-                               "results_file": f"results/{run_name}.json"})
+                               "results_name": run_name})
     record = {"ranks": ranks, "train_images": train_images, "defaults": HOROVOD_DEFAULTS, "runs": runs}
     write_results(name, record, ranks=ranks)
     return record
 
 
-def plot_collectives(record: dict, marks: dict[str, int] | None = None):
-    """One panel per collective: time against message size, the latency-bound region shaded, and
-    `marks` ({label: bytes}, such as a model's gradient size) drawn as vertical lines."""
-    import matplotlib.pyplot as plt
+def summarize_horovod_timeline(path) -> dict[str, dict[str, float]]:
+    """Wall-clock time and count of each activity in a HOROVOD_TIMELINE file (Chrome trace format).
 
-    fig, axes = plt.subplots(1, len(COLLECTIVES), figsize=(16, 4), sharey=True)
-    for ax, collective in zip(axes, COLLECTIVES, strict=True):
-        for processes, rows in record["tables"][collective].items():
-            sizes = [r["bytes"] for r in rows]
-            ax.loglog(sizes, [r["t_avg_us"] for r in rows], marker=".", label=f"{processes} ranks")
-        fits = record["fits"][collective].values()
-        n_half = max(fit["n_half_bytes"] or record["max_bytes"] for fit in fits)  # None: all latency-bound
-        ax.axvspan(1, n_half, color="#ffd966", alpha=0.35, lw=0)
-        ax.text(1.5, 0.92, "latency-bound", transform=ax.get_xaxis_transform(), fontsize=8)
-        ax.text(0.97, 0.03, "bandwidth-bound", transform=ax.transAxes, ha="right", fontsize=8)
-        for label, size in (marks or {}).items():
-            ax.axvline(size, color="#c00000", ls="--", lw=1)
-            ax.text(size, 0.5, f" {label}", rotation=90, color="#c00000", fontsize=8,
-                    transform=ax.get_xaxis_transform(), va="center")
-        ax.set(title=collective, xlabel="message size (bytes)")
-        ax.legend(loc="upper left", bbox_to_anchor=(0, 0.88), fontsize=8)
-    axes[0].set_ylabel("time per call (microseconds)")
-    fig.tight_layout()
-    return fig
-
-
-def plot_fusion(record: dict):
-    """Training throughput against each Horovod knob, the default marked."""
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.6), sharey=True)
-    for ax, knob, unit, scale in ((axes[0], "HOROVOD_FUSION_THRESHOLD", "MiB", 2**20),
-                                  (axes[1], "HOROVOD_CYCLE_TIME", "ms", 1)):
-        other = next(k for k in HOROVOD_DEFAULTS if k != knob)
-        runs = sorted((r for r in record["runs"] if r[other] == HOROVOD_DEFAULTS[other]),
-                      key=lambda r: r[knob])
-        labels = [f"{r[knob] / scale:g}" for r in runs]
-        bars = ax.bar(labels, [r["train_images_per_second"] for r in runs], color=[
-            "#0071c5" if r[knob] != HOROVOD_DEFAULTS[knob] else "#00a3e0" for r in runs])
-        ax.bar_label(bars, fmt="%.0f", padding=2)
-        ax.set(xlabel=f"{knob} ({unit}; light bar = default)", title=f"{knob} varied")
-        ax.margins(y=0.15)
-    axes[0].set_ylabel(f"training images/s, {record['ranks']} ranks")
-    fig.tight_layout()
-    return fig
+    Activities nest per tensor: NEGOTIATE_ALLREDUCE (waiting until every rank has the tensor
+    ready), then ALLREDUCE, which holds MEMCPY_IN_FUSION_BUFFER, MPI_ALLREDUCE and
+    MEMCPY_OUT_FUSION_BUFFER. Tensors fused into one buffer share one allreduce, so their events
+    overlap: each activity's time is the length of the union of its intervals, not their sum.
+    Returns {activity: {"ms": wall-clock time, "count": events}}, longest first.
+    """
+    text = Path(path).read_text().rstrip().rstrip(",")
+    events = json.loads(text if text.endswith("]") else text + "]")  # a live run has no closing ]
+    open_events: dict[int, list[tuple[str, float]]] = {}
+    intervals: dict[str, list[tuple[float, float]]] = {}
+    for event in events:
+        stack = open_events.setdefault(event.get("pid", 0), [])
+        if event.get("ph") == "B":
+            stack.append((event["name"], event["ts"]))
+        elif event.get("ph") == "E" and stack:
+            name, start = stack.pop()
+            intervals.setdefault(name, []).append((start, event["ts"]))
+    totals = {}
+    for name, spans in intervals.items():
+        covered, reach = 0.0, float("-inf")
+        for start, end in sorted(spans):
+            covered += max(0.0, end - max(start, reach))
+            reach = max(reach, end)
+        totals[name] = {"ms": covered / 1000, "count": len(spans)}
+    return dict(sorted(totals.items(), key=lambda item: -item[1]["ms"]))
 
 
 def main(argv: list[str] | None = None) -> int:

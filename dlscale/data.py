@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .env import ROOT
-from .launch import rank_and_size
+from .env import ROOT, quick_mode
+from .rank import this_rank
 
 DATA = ROOT / "data"
 CHECKSUMS = DATA / "SHA256SUMS"
@@ -112,7 +112,7 @@ def load_mnist(prefer_full: bool = True, verbose: bool = True) -> Mnist:
         _require_intact(MNIST_SUBSET, manifest().get(MNIST_SUBSET.name, ""), fix)
         arrays, source = _read_mnist(MNIST_SUBSET, fix), "the shipped 10k subset data/mnist-10k.npz"
     mnist = Mnist(**{k: v.astype(np.uint8, copy=False) for k, v in arrays.items()}, source=source)
-    if verbose and rank_and_size()[0] == 0:
+    if verbose and this_rank().rank == 0:
         print(mnist, flush=True)
     return mnist
 
@@ -162,3 +162,12 @@ def load_image(name_or_path: str | Path) -> np.ndarray:
             return np.asarray(image.convert("RGB"))
     except (UnidentifiedImageError, OSError) as error:
         raise DataError(f"cannot read {path} as an image ({error}); JPEG or PNG expected") from None
+
+
+def image_for_run(name_or_path: str | Path, scale: int = 1) -> np.ndarray:
+    """The picture a quantize_colors run works on: the photo (every n-th pixel in quick mode,
+    unless it is tiled), tiled `scale` x `scale` times for a larger problem."""
+    image = load_image(name_or_path)
+    if quick_mode() and scale == 1:
+        image = smoke_sized(image)
+    return np.tile(image, (scale, scale, 1))

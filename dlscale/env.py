@@ -1,4 +1,10 @@
-"""Where the course lives and the environment MPI needs (PATH, LD_LIBRARY_PATH, I_MPI_ROOT).
+"""Where the course lives, where its outputs go, and the environment MPI needs.
+
+The installed course (ROOT: data, scripts, the venv) may serve many learners, each working in
+their own copy of the course folder. Results and checkpoints go to the folder DLSCALE_OUTPUT_DIR
+names, else to results/ and checkpoints/ of the learner's copy: the course folder the current
+directory lies in (ROOT when it lies in none). The test suite points DLSCALE_OUTPUT_DIR at a
+temporary folder, so a test run never touches a learner's measurements.
 
 Intel MPI from PyPI installs into the virtual environment itself: `mpirun` in `.venv/bin`,
 `libmpi.so.12` in `.venv/lib`. Processes started by mpirun find that library only through
@@ -17,14 +23,48 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent  # the course repository
 VENV = Path(sys.prefix)
 QUICK_VARIABLE = "DLSCALE_QUICK"  # the one switch that shrinks every notebook and script
+OUTPUT_VARIABLE = "DLSCALE_OUTPUT_DIR"  # the one setting that says where results and checkpoints go
+
+
+def quiet_tensorflow() -> None:
+    """TensorFlow's start-up chatter hides the lesson: keep its C++ log to warnings and errors.
+
+    Read once, when TensorFlow loads: `import dlscale` calls this, before any TensorFlow import.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def course_dir(start: str | os.PathLike | None = None) -> Path:
+    """The learner's copy of the course: the nearest folder at or above `start` (default: the
+    current directory) that holds scripts/ and solutions/; ROOT when there is none."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "scripts").is_dir() and (folder / "solutions").is_dir():
+            return folder
+    return ROOT
+
+
+def output_dir() -> Path:
+    """Where results/ and checkpoints/ live: DLSCALE_OUTPUT_DIR, else the learner's course copy."""
+    chosen = os.environ.get(OUTPUT_VARIABLE, "").strip()
+    return Path(chosen).expanduser().resolve() if chosen else course_dir()
+
+
+def results_dir() -> Path:
+    return output_dir() / "results"
+
+
+def checkpoints_dir() -> Path:
+    return output_dir() / "checkpoints"
 
 
 def shown(path: str | os.PathLike) -> str:
     """A path as seen from the course folder (no machine-specific prefix) when it lies inside it."""
-    try:
-        return str(Path(path).resolve().relative_to(ROOT))
-    except ValueError:
-        return str(path)
+    resolved = Path(path).resolve()
+    for base in (course_dir(), ROOT):
+        if resolved.is_relative_to(base):
+            return str(resolved.relative_to(base))
+    return str(path)
 
 
 def quick_mode() -> bool:

@@ -5,7 +5,7 @@
 
 prints the command (`mpirun -prepend-rank -genv OMP_NUM_THREADS=1 -n 2 python -u ...`), streams
 every rank's output live, and raises MPIRunError with the last lines when any rank fails.
-The thread layout (threads per rank) is decided here and nowhere else.
+The layout it passes (-genv OMP_NUM_THREADS) comes from dlscale.rank.threads_per_rank.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cpu import physical_cores, usable_cores
-from .env import ROOT, require_mpi_environment, shown
+from .env import ROOT, course_dir, require_mpi_environment, shown
+from .rank import threads_per_rank
 
 
 class MPIRunError(RuntimeError):
@@ -40,42 +40,6 @@ class MPIRun:
     returncode: int
     seconds: float
     output: list[str]
-
-
-def threads_per_rank(ranks: int, cores: int | None = None) -> int:
-    """Threads each rank may use so that ranks x threads <= cores (at least one thread)."""
-    if not isinstance(ranks, int) or ranks < 1:
-        raise ValueError(f"ranks must be a whole number >= 1, got {ranks!r}")
-    return max(1, (cores or usable_cores()) // ranks)
-
-
-def rank_and_size() -> tuple[int, int]:
-    """This process's MPI rank and the number of ranks, read from the launcher's environment.
-
-    Works before (and without) importing any MPI library; a plain `python script.py` is rank 0 of 1.
-    """
-    for rank_var, size_var in (("PMI_RANK", "PMI_SIZE"), ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE")):
-        if rank_var in os.environ and size_var in os.environ:
-            return int(os.environ[rank_var]), int(os.environ[size_var])
-    return 0, 1
-
-
-def start_rank() -> tuple[int, int, int]:
-    """Call first in every course script. Returns (rank, size, threads per rank).
-
-    Makes each printed line reach mpirun in one piece (with `python -u`, print() writes the text
-    and the newline separately, and -prepend-rank would label the lone newline as a line of its
-    own), and has rank 0 print the layout the launcher chose.
-    """
-    for stream in (sys.stdout, sys.stderr):
-        stream.reconfigure(line_buffering=True, write_through=False)
-    rank, size = rank_and_size()
-    threads = int(os.environ.get("OMP_NUM_THREADS", "0")) or threads_per_rank(size, physical_cores())
-    if rank == 0:
-        cores = physical_cores()
-        note = " (oversubscribed on purpose?)" if size * threads > cores else ""
-        print(f"layout: {size} rank(s) x {threads} thread(s) per rank on {cores} cores{note}")
-    return rank, size, threads
 
 
 def _python_word() -> str:
@@ -113,6 +77,14 @@ def mpirun_command(
     return command
 
 
+def shown_command(command: list[str]) -> str:
+    """The command as a learner reads it: paths inside the course folder shown relative to it."""
+    text = shlex.join(command)
+    for base in dict.fromkeys((course_dir(), ROOT)):
+        text = text.replace(f"{base}{os.sep}", "")
+    return text
+
+
 def mpirun(
     script: str | os.PathLike,
     *args,
@@ -127,21 +99,23 @@ def mpirun(
 ) -> MPIRun:
     """Run `script` on `ranks` MPI processes with `threads` threads each; raise MPIRunError on failure.
 
-    Relative script paths are taken from the course root, so notebooks can say "scripts/x.py";
-    a name not ending in .py is a program found on PATH (mpirun("IMB-MPI1", "Allreduce")).
+    Relative script paths are looked for in the current folder, then in the learner's course copy
+    and the installed course, so notebooks can say "scripts/x.py"; a name not ending in .py is a
+    program found on PATH (mpirun("IMB-MPI1", "Allreduce")).
     """
     path = Path(script)
     program = not str(script).endswith(".py")
-    if not program and not path.is_absolute() and not path.exists():
-        path = ROOT / path
+    if not program and not path.is_absolute():
+        places = (Path(), course_dir(), ROOT)  # Path(): as given, relative to the current folder
+        path = next((base / path for base in places if (base / path).is_file()), path)
     if not program and not path.is_file():
-        raise FileNotFoundError(f"no script {script} (looked in {Path.cwd()} and {ROOT})")
+        raise FileNotFoundError(f"no script {script} here ({shown(Path.cwd())}) or in the course folder")
     require_mpi_environment()
     if program and not shutil.which(str(script)):
         raise FileNotFoundError(f"no program {script} on PATH (IMB-MPI1 ships with impi-rt: run make setup)")
     command = mpirun_command(path, *args, ranks=ranks, threads=threads, genv=genv,
                              prepend_rank=prepend_rank, options=options)
-    printable = shlex.join(shown(word) if word == str(path) else word for word in command)
+    printable = shown_command(command)
     if echo:
         print("$ " + printable, flush=True)
 

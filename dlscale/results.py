@@ -1,26 +1,25 @@
 """One results format for the whole course: what a script measured, plus the machine it ran on.
 
 Scripts call `write_results("00_mpi_hello", {...})` (rank 0 writes; other ranks do nothing);
-notebooks and benchmarks call `read_results("00_mpi_hello")` and plot with `bar_chart`.
-Files live in results/NAME.json, next to the course, and are not committed: they are the
-learner's own measurements.
+notebooks and benchmarks call `read_results("00_mpi_hello")` and plot with dlscale.plots.
+Files live in results/NAME.json of the output folder (dlscale.env.results_dir: the learner's
+copy of the course, or DLSCALE_OUTPUT_DIR), and are not committed: they are the learner's own
+measurements.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
-import os
 import platform
 import socket
 from importlib import metadata
 from pathlib import Path
 
 from .cpu import cpu_facts
-from .env import ROOT, quick_mode
-from .launch import rank_and_size
+from .env import quick_mode, results_dir, shown
+from .rank import this_rank
 
-RESULTS = ROOT / "results"
 LIBRARIES = ("tensorflow-cpu", "keras", "horovod", "scikit-learn-intelex", "scikit-learn", "numpy",
              "impi-rt", "mpi4py")
 
@@ -40,8 +39,8 @@ def machine_facts(ranks: int | None = None, threads_per_rank: int | None = None)
     return {
         "hostname": socket.gethostname(),
         "cpu": cpu_facts(),
-        "ranks": ranks if ranks is not None else rank_and_size()[1],
-        "threads_per_rank": threads_per_rank or int(os.environ.get("OMP_NUM_THREADS", "0")) or None,
+        "ranks": ranks if ranks is not None else this_rank().size,
+        "threads_per_rank": threads_per_rank if threads_per_rank is not None else this_rank().threads,
         "python": platform.python_version(),
         "libraries": library_versions(),
         "quick_mode": quick_mode(),
@@ -51,10 +50,13 @@ def machine_facts(ranks: int | None = None, threads_per_rank: int | None = None)
 
 def write_results(name: str, measurements: dict, *, ranks: int | None = None,
                   threads_per_rank: int | None = None, folder: Path | None = None) -> Path | None:
-    """Write results/NAME.json on rank 0 (returns its path; None on other ranks)."""
-    if rank_and_size()[0] != 0:
+    """Write results/NAME.json on rank 0 (returns its path; None on other ranks).
+
+    `ranks` and `threads_per_rank` default to this process's layout (dlscale.rank.this_rank).
+    """
+    if this_rank().rank != 0:
         return None
-    folder = folder or RESULTS
+    folder = folder or results_dir()
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
     record = {"name": name, "measurements": measurements,
@@ -67,9 +69,9 @@ def write_results(name: str, measurements: dict, *, ranks: int | None = None,
 
 def read_results(name: str, folder: Path | None = None) -> dict:
     """The record a script wrote; a clear error when the script has not been run yet."""
-    path = (folder or RESULTS) / f"{name}.json"
+    path = (folder or results_dir()) / f"{name}.json"
     if not path.exists():
-        raise FileNotFoundError(f"no results/{name}.json yet: run the cell that launches the script first")
+        raise FileNotFoundError(f"no {shown(path)} yet: run the cell that launches the script first")
     return json.loads(path.read_text())
 
 
@@ -79,7 +81,7 @@ def all_results(folder: Path | None = None) -> list[dict]:
     Other JSON there (a Horovod timeline, a half-written file) is not a results record: skipped.
     """
     records = []
-    for path in sorted((folder or RESULTS).glob("*.json")):
+    for path in sorted((folder or results_dir()).glob("*.json")):
         try:
             record = json.loads(path.read_text())
         except (OSError, ValueError):
@@ -87,18 +89,3 @@ def all_results(folder: Path | None = None) -> list[dict]:
         if isinstance(record, dict) and {"name", "measurements", "machine"} <= record.keys():
             records.append(record)
     return records
-
-
-def bar_chart(labels, values, *, ylabel: str, title: str, ax=None, annotate: str = "{:.2f}"):
-    """The course's bar chart of measured values, each bar labelled with its number."""
-    import matplotlib.pyplot as plt
-
-    if ax is None:
-        _, ax = plt.subplots(figsize=(7, 3.5))
-    bars = ax.bar([str(label) for label in labels], values, color="#0071c5")
-    ax.bar_label(bars, labels=[annotate.format(v) for v in values], padding=2)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.margins(y=0.15)
-    ax.figure.tight_layout()
-    return ax

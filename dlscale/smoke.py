@@ -6,12 +6,9 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep the check's output to its own lines
-
-from dlscale.launch import start_rank  # noqa: E402  (after the TensorFlow log level is set)
+from dlscale.rank import start_rank
 
 
 def horovod_allreduce() -> bool:

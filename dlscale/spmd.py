@@ -64,36 +64,3 @@ def horovod_init():
     except Exception as error:  # ImportError or horovod's own load errors
         raise _mpi_library_error(error, "Horovod") from error
     return hvd
-
-
-def summarize_horovod_timeline(path) -> dict[str, dict[str, float]]:
-    """Wall-clock time and count of each activity in a HOROVOD_TIMELINE file (Chrome trace format).
-
-    Activities nest per tensor: NEGOTIATE_ALLREDUCE (waiting until every rank has the tensor
-    ready), then ALLREDUCE, which holds MEMCPY_IN_FUSION_BUFFER, MPI_ALLREDUCE and
-    MEMCPY_OUT_FUSION_BUFFER. Tensors fused into one buffer share one allreduce, so their events
-    overlap: each activity's time is the length of the union of its intervals, not their sum.
-    Returns {activity: {"ms": wall-clock time, "count": events}}, longest first.
-    """
-    import json
-    from pathlib import Path
-
-    text = Path(path).read_text().rstrip().rstrip(",")
-    events = json.loads(text if text.endswith("]") else text + "]")  # a live run has no closing ]
-    open_events: dict[int, list[tuple[str, float]]] = {}
-    intervals: dict[str, list[tuple[float, float]]] = {}
-    for event in events:
-        stack = open_events.setdefault(event.get("pid", 0), [])
-        if event.get("ph") == "B":
-            stack.append((event["name"], event["ts"]))
-        elif event.get("ph") == "E" and stack:
-            name, start = stack.pop()
-            intervals.setdefault(name, []).append((start, event["ts"]))
-    totals = {}
-    for name, spans in intervals.items():
-        covered, reach = 0.0, float("-inf")
-        for start, end in sorted(spans):
-            covered += max(0.0, end - max(start, reach))
-            reach = max(reach, end)
-        totals[name] = {"ms": covered / 1000, "count": len(spans)}
-    return dict(sorted(totals.items(), key=lambda item: -item[1]["ms"]))

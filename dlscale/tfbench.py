@@ -8,7 +8,8 @@ so that a noisy neighbour slows all of them alike:
   optimized   oneDNN on, intra-op threads = cores, one inter-op thread, --data-format
   horovod     the optimized settings on --horovod-ranks ranks sharing the cores, gradients allreduced
 The table gives the median images/s with the spread (lowest-highest) and the optimized/default
-ratio, beside the workshop's published 3.84 vs 17.69 img/s; results/NAME.json keeps every run.
+ratio, beside the workshop's published 3.84 vs 17.69 img/s; results/NAME.json names every run's
+own record (results/NAME_CONFIGURATION_N.json).
 """
 
 from __future__ import annotations
@@ -18,20 +19,13 @@ import statistics
 import sys
 from dataclasses import dataclass
 
-from .cli import positive
+from . import cli
 from .cpu import usable_cores
-from .env import quick_mode
-from .launch import mpirun, threads_per_rank
+from .launch import mpirun
+from .rank import threads_per_rank
 from .results import read_results, write_results
 
 SCRIPT = "scripts/tf_bench.py"
-MODELS = {  # --model: the Keras application and its input side
-    "resnet50": ("ResNet50", 224),
-    "resnet101": ("ResNet101", 224),
-    "vgg16": ("VGG16", 224),
-    "inception_v3": ("InceptionV3", 299),
-    "mobilenet_v2": ("MobileNetV2", 224),
-}
 WORKSHOP = {"default": 3.84, "optimized": 17.69, "network": "ResNet-50",
             "source": "the 2019 workshop's slides (Intel Optimization for TensorFlow on a Xeon server)"}
 
@@ -49,16 +43,17 @@ class Configuration:
 def configurations(cores: int, data_format: str, horovod_ranks: int) -> list[Configuration]:
     chosen = [
         Configuration("default", "default (oneDNN off, TensorFlow's threads, NHWC)", 1, cores, False,
-                      ["--intra", 0, "--inter", 0, "--data-format", "channels_last"]),
+                      ["--threads", 0, "--inter-threads", 0, "--data-format", "channels_last"]),
         Configuration("optimized", f"optimized (oneDNN on, {cores} intra / 1 inter threads, "
                       f"{'NCHW' if data_format == 'channels_first' else 'NHWC'})", 1, cores, True,
-                      ["--intra", cores, "--inter", 1, "--data-format", data_format]),
+                      ["--threads", cores, "--inter-threads", 1, "--data-format", data_format]),
     ]
     if horovod_ranks > 1:
         threads = threads_per_rank(horovod_ranks, cores)
         environment = f"optimized, Horovod on {horovod_ranks} ranks x {threads} thread{'s' * (threads > 1)}"
         chosen.append(Configuration("horovod", environment, horovod_ranks, threads, True,
-                                    ["--intra", threads, "--inter", 1, "--data-format", data_format]))
+                                    ["--threads", threads, "--inter-threads", 1,
+                                     "--data-format", data_format]))
     return chosen
 
 
@@ -109,7 +104,7 @@ def run(*, model: str, batch_size: int, num_batches: int, warmup_batches: int, d
     chosen = configurations(cores, data_format, horovod_ranks)
     common = ["--model", model, "--batch-size", batch_size, "--num-batches", num_batches,
               "--warmup-batches", warmup_batches, *(["--image-size", image_size] if image_size else [])]
-    files: dict[str, list[str]] = {c.name: [] for c in chosen}
+    names: dict[str, list[str]] = {c.name: [] for c in chosen}  # each configuration's results records
     total = repeats * len(chosen)
     for repeat in range(repeats):
         for number, config in enumerate(chosen, 1):
@@ -122,40 +117,22 @@ def run(*, model: str, batch_size: int, num_batches: int, warmup_batches: int, d
             measured = read_results(run_name)["measurements"]
             print(f"{indent}      {measured['images_per_second']:.2f} img/s "
                   f"({done.seconds:.0f} s with start-up)", flush=True)
-            files[config.name].append(f"results/{run_name}.json")
-    runs = {config: [read_results(path.removeprefix("results/").removesuffix(".json"))["measurements"]
-                     for path in paths] for config, paths in files.items()}
+            names[config.name].append(run_name)
+    runs = {config: [read_results(run)["measurements"] for run in ns] for config, ns in names.items()}
     summary = summarize(runs) | {"environments": {c.name: c.environment for c in chosen}}
-    record = {"summary": summary, "results_files": files, "table": table(summary)}
+    record = {"summary": summary, "runs": names, "table": table(summary)}
     write_results(name, record, ranks=1, threads_per_rank=cores)
     return record
 
 
-def add_workload_arguments(p: argparse.ArgumentParser) -> None:
-    """What one run trains and for how long: shared by this driver and scripts/tf_bench.py."""
-    quick = quick_mode()
-    p.add_argument("--model", choices=sorted(MODELS), default="resnet50", help="network (default resnet50)")
-    p.add_argument("--batch-size", type=positive(int), default=8 if quick else 32,
-                   help="images per step and rank (default 32; 8 in quick mode)")
-    p.add_argument("--num-batches", type=positive(int), default=2 if quick else 10,
-                   help="timed steps per run (default 10; 2 in quick mode)")
-    p.add_argument("--warmup-batches", type=positive(int), default=1 if quick else 2,
-                   help="untimed steps first (default 2; 1 in quick mode)")
-    p.add_argument("--image-size", type=positive(int), default=None,
-                   help="input side in pixels (default: the model's own, 224 for resnet50)")
-
-
 def parser() -> argparse.ArgumentParser:
-    quick = quick_mode()
-    p = argparse.ArgumentParser(prog="benchmarks/tf_bench.sh", description=__doc__.splitlines()[0])
-    add_workload_arguments(p)
-    p.add_argument("--data-format", choices=("channels_last", "channels_first"), default="channels_last",
-                   help="layout of the optimized runs (default channels_last, NHWC)")
-    p.add_argument("--repeats", type=positive(int), default=2 if quick else 3,
-                   help="runs of each configuration (default 3; 2 in quick mode)")
+    p = cli.parser(__doc__, name="tf_bench")
+    p.prog = "benchmarks/tf_bench.sh"
+    cli.add_tf_bench_workload(p)  # --data-format: the layout of the optimized runs
+    p.add_argument("--repeats", type=cli.positive(int), default=cli.sized(3, 2),
+                   help="runs of each configuration")
     p.add_argument("--horovod-ranks", type=int, default=2,
-                   help="ranks of the Horovod run (default 2; 0 or 1 leaves it out)")
-    p.add_argument("--name", default="tf_bench", help="results file name (results/NAME.json)")
+                   help="ranks of the Horovod run (0 or 1 leaves it out)")
     return p
 
 

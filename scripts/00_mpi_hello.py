@@ -3,7 +3,8 @@
     mpirun -prepend-rank -genv OMP_NUM_THREADS=1 -n 2 python -u scripts/00_mpi_hello.py
 
 The work is `--tasks` matrix multiplies of `--size` x `--size`, split over the ranks; each rank's
-BLAS uses OMP_NUM_THREADS threads. Rank 0 gathers the timings and writes results/NAME.json.
+BLAS uses the rank's threads (OMP_NUM_THREADS when the launcher sets it, else the rank's share of
+the cores). Rank 0 gathers the timings and writes results/NAME.json.
 """
 
 from __future__ import annotations
@@ -13,29 +14,28 @@ import os
 import socket
 import time
 
-import numpy as np
-from mpi4py import MPI
-
-from dlscale import quick_mode, shard
-from dlscale.cli import positive
-from dlscale.launch import start_rank
-from dlscale.results import write_results
+from dlscale import cli
 
 
 def parse_args() -> argparse.Namespace:
-    quick = quick_mode()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=positive(int), default=16 if quick else 192,
-                        help="matrix multiplies shared by all ranks (default 192; 16 in quick mode)")
-    parser.add_argument("--size", type=positive(int), default=384 if quick else 1024,
-                        help="matrix size (default 1024; 384 in quick mode)")
-    parser.add_argument("--name", default="00_mpi_hello", help="results file name (results/NAME.json)")
-    return parser.parse_args()
+    p = cli.parser(__doc__, name="00_mpi_hello")
+    p.add_argument("--tasks", type=cli.positive(int), default=cli.sized(192, 16),
+                   help="matrix multiplies shared by all ranks")
+    p.add_argument("--size", type=cli.positive(int), default=cli.sized(1024, 384), help="matrix size")
+    return p.parse_args()
 
 
 def main() -> None:
     args = parse_args()
-    start_rank()
+    from dlscale.rank import start_rank
+
+    me = start_rank()  # sets OMP_NUM_THREADS before NumPy's BLAS loads
+    import numpy as np
+    from mpi4py import MPI
+
+    from dlscale import shard
+    from dlscale.results import write_results
+
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
     if args.tasks < size:
@@ -43,10 +43,10 @@ def main() -> None:
             print(f"error: --tasks {args.tasks} leaves some of the {size} ranks without work; "
                   f"use --tasks >= {size}", flush=True)
         raise SystemExit(2)
-    threads = int(os.environ.get("OMP_NUM_THREADS", "0")) or None
+    threads = me.threads
     cores = sorted(os.sched_getaffinity(0))
     print(f"hello from rank {rank} of {size} on {socket.gethostname()} (pid {os.getpid()}), "
-          f"OMP_NUM_THREADS={threads}, may run on cores {cores}", flush=True)
+          f"{threads} thread(s), may run on cores {cores}", flush=True)
 
     mine = range(args.tasks)[shard(args.tasks, rank, size)]
     rng = np.random.default_rng(rank)
@@ -67,8 +67,7 @@ def main() -> None:
         print(f"{args.tasks} multiplies of {args.size}x{args.size} on {size} rank(s) x {threads} "
               f"thread(s): {wall:.2f} s, {gflops:.1f} GFLOP/s", flush=True)
         write_results(args.name, {"tasks": args.tasks, "matrix_size": args.size, "wall_seconds": wall,
-                                  "gflops": gflops, "per_rank": per_rank},
-                      ranks=size, threads_per_rank=threads)
+                                  "gflops": gflops, "per_rank": per_rank})
 
 
 if __name__ == "__main__":

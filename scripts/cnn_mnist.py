@@ -10,50 +10,39 @@ optionally a profile of one training step) go to results/NAME.json.
 
 from __future__ import annotations
 
-from dlscale import load_mnist
-from dlscale.cnn import (
-    TRAINING_FLOPS_FACTOR,
-    Checkpoints,
-    EpochLog,
-    as_inputs,
-    build_model,
-    configure_tensorflow,
-    evaluate,
-    flops_per_image,
-    profile_training_step,
-    quick_test_images,
-    training_parser,
-)
-from dlscale.cpu import peak_fp32_gflops
-from dlscale.launch import start_rank
-from dlscale.results import write_results
+from dlscale import cli
 
 
 def main() -> None:
-    args = training_parser(__doc__, "cnn_mnist").parse_args()
-    _, size, threads = start_rank()
+    args = cli.training_parser(__doc__, "cnn_mnist").parse_args()
+    from dlscale.rank import start_rank
+
+    _, size, threads = start_rank()  # before TensorFlow loads: it reads OMP_NUM_THREADS once
     if size > 1:  # every rank would train its own copy and write the same checkpoints
         raise SystemExit(f"cnn_mnist.py trains on one rank, not {size}: launch it with -n 1, "
                          "or use cnn_mnist_hvd.py to train on several")
-    tf_info = configure_tensorflow(args.threads or threads, args.inter_threads)
+    from dlscale import cnn, load_mnist  # cnn imports TensorFlow
+    from dlscale.cpu import peak_fp32_gflops
+    from dlscale.results import write_results
+
+    tf_info = cnn.configure_tensorflow(args.threads or threads, args.inter_threads)
     print(f"oneDNN {'on' if tf_info['onednn'] else 'off'}; {tf_info['intra_op_threads']} intra-op "
           f"and {tf_info['inter_op_threads']} inter-op thread(s)")
-    x_train, y_train, x_test, y_test = as_inputs(load_mnist(), args.train_images,
-                                                 quick_test_images())
-    model = build_model(args.lr)
-    checkpoints = Checkpoints(model, args.checkpoint_dir, fresh=args.fresh)
+    x_train, y_train, x_test, y_test = cnn.as_inputs(load_mnist(), args.train_images, cnn.quick_test_images())
+    model = cnn.build_model(args.lr)
+    checkpoints = cnn.Checkpoints(model, cli.checkpoint_dir(args), fresh=args.fresh)
     first_epoch = checkpoints.restore()
     if first_epoch >= args.epochs:
         print(f"already trained for {first_epoch} epoch(s): nothing to train (more --epochs, or --fresh)")
 
     steps = -(-len(x_train) // args.batch_size)
-    log = EpochLog(args.epochs, steps, args.batch_size, at_epoch_end=checkpoints.save)
+    log = cnn.EpochLog(args.epochs, steps, args.batch_size, at_epoch_end=checkpoints.save)
     history = model.fit(x_train, y_train, batch_size=args.batch_size, initial_epoch=first_epoch,
                         epochs=args.epochs, validation_data=(x_test, y_test), verbose=0,
                         callbacks=[log])
 
-    results = evaluate(model, x_test, y_test)
-    flops = flops_per_image(model)
+    results = cnn.evaluate(model, x_test, y_test)
+    flops = cnn.flops_per_image(model)
     train_rate = len(x_train) / min(log.seconds) if log.seconds else None  # the fastest epoch
     results |= {
         "train_images": len(x_train),
@@ -62,18 +51,18 @@ def main() -> None:
         "epoch_seconds": log.seconds,
         "train_images_per_second": train_rate,
         "forward_flops_per_image": flops,
-        "train_gflops": train_rate and train_rate * TRAINING_FLOPS_FACTOR * flops / 1e9,
+        "train_gflops": train_rate and train_rate * cnn.TRAINING_FLOPS_FACTOR * flops / 1e9,
         "inference_gflops": results["inference_images_per_second"] * flops / 1e9,
         "peak_fp32_gflops": peak_fp32_gflops(tf_info["intra_op_threads"]),
         "tensorflow": tf_info, "batch_size": args.batch_size, "learning_rate": args.lr,
     }
     if args.profile:
-        results["profile"] = profile_training_step(model, x_train[:args.batch_size],
+        results["profile"] = cnn.profile_training_step(model, x_train[:args.batch_size],
                                                    y_train[:args.batch_size])
     print(f"test accuracy {results['test_accuracy']:.4f}; training "
           + (f"{train_rate:.0f} img/s" if train_rate else "skipped")
           + f"; inference {results['inference_images_per_second']:.0f} img/s")
-    write_results(args.name, results, ranks=size, threads_per_rank=tf_info["intra_op_threads"])
+    write_results(args.name, results, threads_per_rank=tf_info["intra_op_threads"])
 
 
 if __name__ == "__main__":

@@ -1,67 +1,58 @@
 """Notebook 01: post-training INT8 quantization of the MNIST CNN, measured against FP32 (TFLite).
 
-    mpirun -prepend-rank -genv OMP_NUM_THREADS=1 -n 1 python -u scripts/int8_inference.py --batch 1
-    mpirun -prepend-rank -genv OMP_NUM_THREADS=1 -n 2 python -u scripts/int8_inference.py --batch 1
+    mpirun -prepend-rank -genv OMP_NUM_THREADS=1 -n 1 python -u scripts/int8_inference.py --batch-size 1
+    mpirun -prepend-rank -genv OMP_NUM_THREADS=1 -n 2 python -u scripts/int8_inference.py --batch-size 1
 
 The first run trains the course's CNN briefly (or takes --model, a saved Keras model), converts it
 to an FP32 and a full-INT8 TFLite model (calibrated on shipped MNIST training images) and keeps
-both in --workdir. Every rank then runs one inference stream per model with --threads threads,
---batch images per call, for --iterations calls: with several ranks, that is the whitepaper's
+both in --checkpoint-dir. Every rank then runs one inference stream per model with --threads
+threads, --batch-size images per call, for --iterations calls: with several ranks, that is the whitepaper's
 multi-stream inference. Rank 0 also measures model sizes and accuracy on the test split.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from mpi4py import MPI  # noqa: E402
-
-from dlscale import ROOT, load_mnist, quick_mode  # noqa: E402
-from dlscale.cli import positive  # noqa: E402
-from dlscale.cnn import as_inputs, build_model, quick_test_images  # noqa: E402
-from dlscale.launch import start_rank  # noqa: E402
-from dlscale.native import native_output  # noqa: E402
-from dlscale.results import write_results  # noqa: E402
+from dlscale import cli
 
 
 def parse_args() -> argparse.Namespace:
-    quick = quick_mode()
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = cli.parser(__doc__, name="int8_inference")
     p.add_argument("--model", type=Path, default=None,
                    help="a saved Keras model to quantize (default: train the course's CNN briefly)")
-    p.add_argument("--batch", type=positive(int), default=1, help="images per inference call (default 1)")
-    p.add_argument("--threads", type=positive(int), default=None,
-                   help="TFLite threads per stream (default: OMP_NUM_THREADS, set by the launcher)")
-    p.add_argument("--iterations", type=positive(int), default=50 if quick else 1000,
-                   help="timed inference calls per model (default 1000; 50 in quick mode)")
-    p.add_argument("--workdir", type=Path, default=ROOT / "checkpoints" / "int8",
-                   help="where the TFLite models are kept (default checkpoints/int8)")
+    cli.add_batch_size(p, 1)
+    cli.add_threads(p)
+    p.add_argument("--iterations", type=cli.positive(int), default=cli.sized(1000, 50),
+                   help="timed inference calls per model")
+    cli.add_checkpoint_dir(p, "int8")
     p.add_argument("--fresh", action="store_true", help="train and convert again even if models exist")
-    p.add_argument("--name", default="int8_inference", help="results file name (results/NAME.json)")
     return p.parse_args()
 
 
-def build_tflite_models(args, mnist) -> None:
+def build_tflite_models(args, mnist, workdir: Path) -> None:
     """Train (or load) the FP32 Keras model, then write fp32.tflite and int8.tflite."""
-    x_train, y_train, _, _ = as_inputs(mnist, 2048 if quick_mode() else None)
+    import tensorflow as tf
+
+    from dlscale.cnn import as_inputs, build_model
+    from dlscale.native import native_output
+
+    x_train, y_train, _, _ = as_inputs(mnist, cli.sized(None, 2048))
     if args.model:
         if not args.model.exists():
             raise SystemExit(f"error: no model file {args.model}")
         model = tf.keras.models.load_model(args.model)
     else:
-        epochs = 1 if quick_mode() else 2
+        epochs = cli.sized(2, 1)
         print(f"training the course's CNN for the quantization demo ({epochs} epoch(s))...")
         model = build_model()
         model.fit(x_train, y_train, batch_size=64, epochs=epochs, verbose=0)
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    model.save(args.workdir / "model.keras")
+    workdir.mkdir(parents=True, exist_ok=True)
+    model.save(workdir / "model.keras")
     def calibration():  # the representative data set: real images, to measure activation ranges
         for image in x_train[:200]:
             yield [image[None]]
@@ -69,19 +60,21 @@ def build_tflite_models(args, mnist) -> None:
     print("converting it to FP32 and full-INT8 TFLite models...", flush=True)
     with native_output():  # the converter prints pages of MLIR diagnostics: shown only on failure
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
-        (args.workdir / "fp32.tflite").write_bytes(converter.convert())
+        (workdir / "fp32.tflite").write_bytes(converter.convert())
         converter = tf.lite.TFLiteConverter.from_keras_model(model)
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = calibration
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = converter.inference_output_type = tf.int8
-        (args.workdir / "int8.tflite").write_bytes(converter.convert())
+        (workdir / "int8.tflite").write_bytes(converter.convert())
 
 
 class Stream:
     """One TFLite interpreter with a fixed batch size; inputs quantized beforehand if INT8."""
 
     def __init__(self, path: Path, batch: int, threads: int):
+        import tensorflow as tf
+
         self.interpreter = tf.lite.Interpreter(model_path=str(path), num_threads=threads)
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
@@ -120,17 +113,26 @@ class Stream:
 
 def main() -> None:
     args = parse_args()
-    rank, size, threads = start_rank()
+    from dlscale.rank import start_rank
+
+    rank, size, threads = start_rank()  # before TensorFlow loads: it reads OMP_NUM_THREADS once
+    from mpi4py import MPI
+
+    from dlscale import load_mnist
+    from dlscale.cnn import as_inputs, quick_test_images
+    from dlscale.results import write_results
+
     threads = args.threads or threads
+    workdir = cli.checkpoint_dir(args)
     comm = MPI.COMM_WORLD
     mnist = load_mnist(verbose=rank == 0)
-    rebuild = args.fresh or args.model is not None or not (args.workdir / "int8.tflite").exists()
+    rebuild = args.fresh or args.model is not None or not (workdir / "int8.tflite").exists()
     if rank == 0 and rebuild:
-        build_tflite_models(args, mnist)
+        build_tflite_models(args, mnist, workdir)
     comm.Barrier()  # the other ranks wait for rank 0's models
 
     _, _, x_test, y_test = as_inputs(mnist)
-    streams = {kind: Stream(args.workdir / f"{kind}.tflite", args.batch, threads)
+    streams = {kind: Stream(workdir / f"{kind}.tflite", args.batch_size, threads)
                for kind in ("fp32", "int8")}
     comm.Barrier()  # all streams start together
     mine = {kind: stream.images_per_second(x_test, args.iterations) for kind, stream in streams.items()}
@@ -140,19 +142,21 @@ def main() -> None:
     totals = {kind: sum(r[kind] for r in per_rank) for kind in streams}
     evaluated = x_test[:quick_test_images()]
     results = {
-        "batch": args.batch, "threads_per_stream": threads, "streams": size, "iterations": args.iterations,
-        "model_bytes": {kind: (args.workdir / f"{kind}.tflite").stat().st_size for kind in streams},
+        "batch_size": args.batch_size, "threads_per_stream": threads, "streams": size,
+        "iterations": args.iterations,
+        "model_bytes": {kind: (workdir / f"{kind}.tflite").stat().st_size for kind in streams},
         "accuracy": {kind: s.accuracy(evaluated, y_test[:len(evaluated)]) for kind, s in streams.items()},
         "test_images": len(evaluated),
         "images_per_second_per_stream": per_rank,
         "images_per_second_total": totals,
         "int8_speedup": totals["int8"] / totals["fp32"],
     }
-    print(f"{size} stream(s) x {threads} thread(s), batch {args.batch}: FP32 {totals['fp32']:.0f} img/s, "
+    print(f"{size} stream(s) x {threads} thread(s), batch {args.batch_size}: "
+          f"FP32 {totals['fp32']:.0f} img/s, "
           f"INT8 {totals['int8']:.0f} img/s ({results['int8_speedup']:.2f}x); accuracy FP32 "
           f"{results['accuracy']['fp32']:.4f}, INT8 {results['accuracy']['int8']:.4f}; size "
           f"{results['model_bytes']['fp32'] / 1e6:.1f} MB -> {results['model_bytes']['int8'] / 1e6:.1f} MB")
-    write_results(args.name, results, ranks=size, threads_per_rank=threads)
+    write_results(args.name, results, threads_per_rank=threads)
 
 
 if __name__ == "__main__":

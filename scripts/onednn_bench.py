@@ -2,8 +2,9 @@
 
     mpirun -prepend-rank -genv TF_ENABLE_ONEDNN_OPTS=1 -n 1 python -u scripts/onednn_bench.py --trace
 
-Trains --steps steps of --batch images and times inference, with --intra intra-op threads (one
-operation split over threads) and --inter inter-op threads (independent operations side by side).
+Trains --steps steps of --batch-size images and times inference, with --threads intra-op threads
+(one operation split over threads) and --inter-threads inter-op threads (independent operations
+side by side).
 TensorFlow fixes its thread pools when it starts, so each layout is its own process: the notebook
 launches one per layout. With several ranks, every rank runs its own copy (independent streams)
 and rank 0 adds up their throughput. --trace records ONEDNN_VERBOSE=1 and summarizes it.
@@ -16,23 +17,16 @@ import os
 import sys
 import time
 
-from dlscale import quick_mode
-from dlscale.cli import positive
+from dlscale import cli
 
 
 def parse_args() -> argparse.Namespace:
-    quick = quick_mode()
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--intra", type=positive(int), default=None,
-                   help="intra-op threads (default: OMP_NUM_THREADS, set by the launcher)")
-    p.add_argument("--inter", type=positive(int), default=1, help="inter-op threads (default 1)")
-    p.add_argument("--batch", type=positive(int), default=64, help="images per step (default 64)")
-    p.add_argument("--steps", type=positive(int), default=3 if quick else 30,
-                   help="timed training steps (default 30; 3 in quick mode)")
-    p.add_argument("--data-format", choices=("NHWC", "NCHW"), default="NHWC",
-                   help="tensor layout: batch, height, width, channels (TensorFlow's default) or NCHW")
+    p = cli.parser(__doc__, name="onednn_bench")
+    cli.add_threads(p, inter=True)
+    cli.add_batch_size(p, 64)
+    p.add_argument("--steps", type=cli.positive(int), default=cli.sized(30, 3), help="timed training steps")
+    cli.add_data_format(p)
     p.add_argument("--trace", action="store_true", help="record and summarize oneDNN's verbose trace")
-    p.add_argument("--name", default="onednn_bench", help="results file name (results/NAME.json)")
     return p.parse_args()
 
 
@@ -40,37 +34,38 @@ def main() -> None:
     args = parse_args()
     if args.trace:
         os.environ["ONEDNN_VERBOSE"] = "1"  # read by oneDNN when it creates its first primitive
+    from dlscale.rank import start_rank
+
+    rank, size, threads = start_rank()  # before TensorFlow loads: it reads OMP_NUM_THREADS once
     import numpy as np
     import tensorflow as tf
     from mpi4py import MPI
 
     from dlscale.cnn import build_model, configure_tensorflow
-    from dlscale.launch import start_rank
     from dlscale.native import native_output
     from dlscale.onednn import blocked_layouts, parse_verbose, summarize
     from dlscale.results import write_results
 
-    rank, size, threads = start_rank()
-    tf_info = configure_tensorflow(args.intra or threads, args.inter)
-    channels_first = args.data_format == "NCHW"
-    shape = (args.batch, 1, 28, 28) if channels_first else (args.batch, 28, 28, 1)
+    tf_info = configure_tensorflow(args.threads or threads, args.inter_threads)
+    channels_first = args.data_format == "channels_first"
+    shape = (args.batch_size, 1, 28, 28) if channels_first else (args.batch_size, 28, 28, 1)
     rng = np.random.default_rng(rank)
-    x, y = rng.random(shape, dtype=np.float32), rng.integers(0, 10, args.batch).astype(np.int32)
-    model = build_model(data_format="channels_first" if channels_first else "channels_last")
-    result = {"data_format": args.data_format, "batch": args.batch, "steps": args.steps,
-              "tensorflow": tf_info, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
+    x, y = rng.random(shape, dtype=np.float32), rng.integers(0, 10, args.batch_size).astype(np.int32)
+    model = build_model(data_format=args.data_format)
+    result = {"data_format": args.data_format, "batch_size": args.batch_size, "steps": args.steps,
+              "tensorflow": tf_info}
     try:
         with native_output() as trace:
             model.train_on_batch(x, y)  # warm-up: builds the step's graph and oneDNN's kernels
             start = time.perf_counter()
             for _ in range(args.steps):
                 model.train_on_batch(x, y)
-            train = args.steps * args.batch / (time.perf_counter() - start)
+            train = args.steps * args.batch_size / (time.perf_counter() - start)
             model.predict_on_batch(x)
             start = time.perf_counter()
             for _ in range(args.steps):
                 model.predict_on_batch(x)
-            infer = args.steps * args.batch / (time.perf_counter() - start)
+            infer = args.steps * args.batch_size / (time.perf_counter() - start)
     except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as error:  # NCHW, no oneDNN
         # TensorFlow's message ends with the reason, after a traceback of the graph's construction.
         message = next(line.strip() for line in reversed(error.message.splitlines())
@@ -97,7 +92,7 @@ def main() -> None:
           f"oneDNN {'on' if tf_info['onednn'] else 'off'}, {args.data_format}: training "
           f"{result['train_images_per_second']:.0f} img/s, "
           f"inference {result['inference_images_per_second']:.0f} img/s")
-    write_results(args.name, result, ranks=size, threads_per_rank=tf_info["intra_op_threads"])
+    write_results(args.name, result, threads_per_rank=tf_info["intra_op_threads"])
 
 
 if __name__ == "__main__":

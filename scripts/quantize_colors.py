@@ -16,40 +16,33 @@ from pathlib import Path
 
 import numpy as np
 
-from dlscale import ROOT, DataError, load_image, quick_mode, shard
-from dlscale.cli import positive
-from dlscale.data import smoke_sized
-from dlscale.launch import rank_and_size, start_rank
-from dlscale.results import write_results
-from dlscale.spmd import daal4py_spmd
+from dlscale import cli
 
 
 def parse_args() -> argparse.Namespace:
-    quick = quick_mode()
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = cli.parser(__doc__, name="quantize_colors")
     p.add_argument("--image", default="china.jpg",
-                   help="a JPEG/PNG path, or scikit-learn's china.jpg / flower.jpg (default china.jpg)")
-    p.add_argument("--colors", type=int, default=16, help="number of colours to keep (default 16)")
-    p.add_argument("--iterations", type=int, default=5 if quick else 30,
-                   help="Lloyd iterations (default 30; 5 in quick mode)")
-    p.add_argument("--threads", type=positive(int), default=None,
-                   help="daal4py threads per rank (default: OMP_NUM_THREADS, set by the launcher)")
-    p.add_argument("--scale", type=positive(int), default=1,
-                   help="tile the image SCALE x SCALE times, for a larger problem (default 1)")
+                   help="a JPEG/PNG path, or scikit-learn's china.jpg / flower.jpg")
+    p.add_argument("--colors", type=int, default=16, help="number of colours to keep")
+    p.add_argument("--iterations", type=int, default=cli.sized(30, 5), help="Lloyd iterations")
+    cli.add_threads(p)
+    p.add_argument("--scale", type=cli.positive(int), default=1,
+                   help="tile the image SCALE x SCALE times, for a larger problem")
     p.add_argument("--init", choices=("plusplus", "sample"), default="plusplus",
                    help="start: K-Means++ over all ranks (the workshop's), or colours drawn from the "
-                        "image with --seed, the same for any rank count (default plusplus)")
-    p.add_argument("--seed", type=int, default=0, help="seed for --init sample (default 0)")
+                        "image with --seed, the same for any rank count")
+    p.add_argument("--seed", type=int, default=0, help="seed for --init sample")
     p.add_argument("--compare-sklearn", action="store_true",
                    help="rank 0 also runs scikit-learn's K-Means from the same start, same iterations")
-    p.add_argument("--out", type=Path, default=None, help="quantized image (default results/NAME.png)")
-    p.add_argument("--name", default="quantize_colors", help="results file name (results/NAME.json)")
+    p.add_argument("--out", type=Path, default=None, help="quantized image (default: results/NAME.png)")
     return p.parse_args()
 
 
 def refuse(message: str) -> None:
     """Bad input: every rank reaches the same verdict, rank 0 says it, and all exit at once."""
-    if rank_and_size()[0] == 0:
+    from dlscale.rank import this_rank
+
+    if this_rank().rank == 0:
         print(f"error: {message}", flush=True)
     raise SystemExit(2)
 
@@ -68,7 +61,15 @@ def psnr(original: np.ndarray, quantized: np.ndarray) -> float:
 
 def main() -> None:
     args = parse_args()
-    rank, size, threads = start_rank()
+    from dlscale.rank import start_rank
+
+    rank, size, threads = start_rank()  # before daal4py loads: it reads OMP_NUM_THREADS once
+    from dlscale import DataError, shard
+    from dlscale.data import image_for_run
+    from dlscale.env import results_dir, shown
+    from dlscale.results import write_results
+    from dlscale.spmd import daal4py_spmd
+
     threads = args.threads or threads
     if args.iterations < 0:
         refuse(f"--iterations must be >= 0, got {args.iterations}")
@@ -76,12 +77,9 @@ def main() -> None:
 
     # Read: every rank opens the image (a shared file system on a cluster) and keeps its slice.
     try:
-        image = load_image(args.image)
+        image = image_for_run(args.image, args.scale)
     except DataError as error:
         refuse(str(error))
-    if quick_mode() and args.scale == 1:
-        image = smoke_sized(image)
-    image = np.tile(image, (args.scale, args.scale, 1))
     pixels = image.reshape(-1, 3)
     present = np.unique(packed(pixels))  # the image's distinct colours, packed
     distinct = len(present)
@@ -133,7 +131,7 @@ def main() -> None:
     inertia = float(np.sum((pixels - centroids[gathered]) ** 2))
     palette = np.clip(np.rint(centroids), 0, 255).astype(np.uint8)
     quantized = palette[gathered].reshape(image.shape)
-    out = args.out or ROOT / "results" / f"{args.name}.png"
+    out = args.out or results_dir() / f"{args.name}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     from PIL import Image
 
@@ -147,11 +145,11 @@ def main() -> None:
         "inertia": inertia, "psnr_db": psnr(image, quantized),
         "initial_centroids": initial.tolist(), "centroids": centroids.tolist(),
         "seconds": seconds, "per_rank": per_rank, "daal4py_threads_per_rank": threads,
-        "output": str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out),
+        "output": str(out.resolve()),
     }
     print(f"{len(pixels):,} pixels, {distinct:,} colours -> {args.colors} on {size} rank(s) x {threads} "
           f"thread(s): K-Means {seconds['iterate']:.2f} s for {iterations_done} iterations, "
-          f"PSNR {results['psnr_db']:.1f} dB; wrote {results['output']}")
+          f"PSNR {results['psnr_db']:.1f} dB; wrote {shown(out)}")
     if args.compare_sklearn:
         from sklearn.cluster import KMeans
 
@@ -163,7 +161,7 @@ def main() -> None:
                               "centroids": reference.cluster_centers_.tolist()}
         print(f"scikit-learn from the same start: {results['sklearn']['seconds']:.2f} s for "
               f"{reference.n_iter_} iterations, inertia {reference.inertia_:.10g} (daal4py {inertia:.10g})")
-    write_results(args.name, results, ranks=size, threads_per_rank=threads)
+    write_results(args.name, results, threads_per_rank=threads)
 
 
 if __name__ == "__main__":

@@ -14,51 +14,40 @@ benchmarks/tf_bench.sh (python -m dlscale.tfbench) runs the default-vs-optimized
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
 
-from dlscale.tfbench import MODELS, add_workload_arguments
+from dlscale import cli
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_workload_arguments(p)
-    p.add_argument("--data-format", choices=("channels_last", "channels_first"), default="channels_last",
-                   help="NHWC (TensorFlow's default) or NCHW (the workshop's choice for MKL)")
-    p.add_argument("--intra", type=int, default=None,
-                   help="intra-op threads; 0 lets TensorFlow choose (default: OMP_NUM_THREADS)")
-    p.add_argument("--inter", type=int, default=1,
-                   help="inter-op threads; 0 lets TensorFlow choose (default 1)")
-    p.add_argument("--name", default="tf_bench", help="results file name (results/NAME.json)")
-    args = p.parse_args()
-    for option in ("intra", "inter"):
-        if getattr(args, option) is not None and getattr(args, option) < 0:
-            p.error(f"--{option} must be 0 (TensorFlow chooses) or a number of threads, "
-                    f"got {getattr(args, option)}")
-    return args
+    p = cli.parser(__doc__, name="tf_bench")
+    cli.add_tf_bench_workload(p)
+    cli.add_threads(p, inter=True, library_chooses=True)
+    return p.parse_args()
 
 
 def main() -> int:
     args = parse_args()
-    from dlscale.launch import start_rank
+    from dlscale.rank import start_rank
 
-    rank, size, threads = start_rank()
+    rank, size, threads = start_rank()  # before TensorFlow loads: it reads OMP_NUM_THREADS once
     import numpy as np
 
     from dlscale.cnn import TRAINING_FLOPS_FACTOR, configure_tensorflow, flops_per_image, tf
     from dlscale.cpu import peak_fp32_gflops, physical_cores
     from dlscale.results import write_results
 
-    tf_info = configure_tensorflow(threads if args.intra is None else args.intra, args.inter)
+    intra = threads if args.threads is None else args.threads  # 0: TensorFlow chooses
+    tf_info = configure_tensorflow(intra, args.inter_threads)
     if size > 1:  # data parallel: Horovod averages the gradients of all ranks after every step
         from dlscale.spmd import horovod_init
 
         horovod_init()
         import horovod.tensorflow as hvd
 
-    application, side = MODELS[args.model]
+    application, side = cli.TF_BENCH_MODELS[args.model]
     side = args.image_size or side
     tf.keras.backend.set_image_data_format(args.data_format)
     shape = (3, side, side) if args.data_format == "channels_first" else (side, side, 3)
@@ -84,7 +73,7 @@ def main() -> int:
     if rank == 0:
         print(f"{args.model}: {model.count_params() / 1e6:.1f} M parameters, input {shape}, "
               f"batch {args.batch_size} per rank, oneDNN {'on' if tf_info['onednn'] else 'off'}, "
-              f"intra {args.intra if args.intra is not None else threads} / inter {args.inter} threads")
+              f"intra {intra} / inter {args.inter_threads} threads (0: TensorFlow chooses)")
     step_seconds = []
     try:
         for step in range(args.warmup_batches + args.num_batches):
@@ -119,7 +108,7 @@ def main() -> int:
         "data_format": args.data_format, "num_batches": args.num_batches,
         "warmup_batches": args.warmup_batches, "parameters": model.count_params(),
         "gradient_bytes": 4 * sum(int(np.prod(v.shape)) for v in model.trainable_variables),
-        "tensorflow": tf_info, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+        "tensorflow": tf_info,
         "step_seconds_median": statistics.median(step_seconds), "step_seconds": step_seconds,
         "images_per_second": total, "images_per_second_per_rank": rates,
         "forward_gflops_per_image": forward / 1e9, "train_gflops": gflops,
@@ -127,7 +116,7 @@ def main() -> int:
     }
     print(f"{size} rank(s): {total:.2f} img/s in all, {gflops:.0f} GFLOP/s"
           + (f" ({100 * gflops / peak:.0f}% of the {peak:.0f} GFLOP/s FP32 peak)" if peak else ""))
-    write_results(args.name, result, ranks=size, threads_per_rank=tf_info["intra_op_threads"] or None)
+    write_results(args.name, result, threads_per_rank=intra or threads)
     return 0
 
 

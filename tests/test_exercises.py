@@ -7,9 +7,9 @@ import shutil
 import nbformat
 import pytest
 
-from dlscale.checks import check
 from dlscale.env import ROOT
 from dlscale.exercises import DISCUSS, TODO, exercise_notebook, out_of_date, strip_solutions
+from dlscale.grading import check
 
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
 

@@ -61,5 +61,8 @@ def test_every_bang_line_in_the_course_is_checked(notebook):
         lines = cell.source.splitlines() if cell.cell_type == "code" else []
         for number, line in enumerate(lines):
             if line.startswith("!"):
-                assert lines[number + 1:number + 2] == ["check_exit(_exit_code)"], (
+                end = number
+                while lines[end].endswith("\\"):  # the command goes on on the next line
+                    end += 1
+                assert lines[end + 1:end + 2] == ["check_exit(_exit_code)"], (
                     f"{notebook.name}: `{line}` must be followed by check_exit(_exit_code)")

@@ -6,9 +6,10 @@ import os
 
 import pytest
 
-from dlscale import launch
-from dlscale.env import mpi_environment_problems, shown
-from dlscale.launch import MPIRunError, check_exit, mpirun, mpirun_command, threads_per_rank
+from dlscale import rank
+from dlscale.env import ROOT, mpi_environment_problems, shown
+from dlscale.launch import MPIRunError, check_exit, mpirun, mpirun_command
+from dlscale.rank import threads_per_rank
 
 
 @pytest.mark.parametrize(("ranks", "cores", "threads"),
@@ -52,10 +53,10 @@ def test_bad_thread_counts_are_refused():
 def test_rank_and_size_come_from_the_launcher(monkeypatch):
     monkeypatch.delenv("PMI_RANK", raising=False)
     monkeypatch.delenv("OMPI_COMM_WORLD_RANK", raising=False)
-    assert launch.rank_and_size() == (0, 1)
+    assert rank.rank_and_size() == (0, 1)
     monkeypatch.setenv("PMI_RANK", "3")
     monkeypatch.setenv("PMI_SIZE", "4")
-    assert launch.rank_and_size() == (3, 4)
+    assert rank.rank_and_size() == (3, 4)
 
 
 def test_check_exit():
@@ -74,13 +75,13 @@ def test_environment_problems_name_each_missing_variable(course_env):
 
 
 def test_paths_are_shown_from_the_course_folder():
-    assert shown(launch.ROOT / "scripts" / "x.py") == os.path.join("scripts", "x.py")
+    assert shown(ROOT / "scripts" / "x.py") == os.path.join("scripts", "x.py")
 
 
 @pytest.mark.mpi
 def test_launcher_streams_every_rank(tmp_path, in_course_env, capsys):
     script = tmp_path / "hello.py"
-    script.write_text("from dlscale.launch import start_rank\n"
+    script.write_text("from dlscale.rank import start_rank\n"
                       "rank, size, threads = start_rank()\n"
                       "print('hello from', rank, size, threads)\n")
     run = mpirun(script, ranks=2, threads=1)

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 from conftest import take_results
 
-from dlscale.env import ROOT
+from dlscale.env import ROOT, checkpoints_dir, results_dir
 
 DOC = ROOT / "docs" / "MULTINODE.md"
 SBATCH = ROOT / "multinode" / "course.sbatch"
@@ -25,7 +25,7 @@ def bash(script: str, env: dict, timeout: int = 900) -> subprocess.CompletedProc
 def test_the_guides_one_machine_block_runs_as_written(course_env):
     blocks = re.findall(r"```bash\n# runs here\n(.*?)```", DOC.read_text(), re.S)
     assert len(blocks) == 1, "docs/MULTINODE.md should have one block marked '# runs here'"
-    checkpoints = ROOT / "checkpoints" / "job_local"
+    checkpoints = checkpoints_dir() / "job_local"
     shutil.rmtree(checkpoints, ignore_errors=True)  # the Slurm script resumes from its checkpoints
     out = bash("set -euo pipefail\n" + blocks[0], course_env)
     shutil.rmtree(checkpoints, ignore_errors=True)
@@ -43,7 +43,7 @@ def test_the_slurm_script_runs_kmeans_without_slurm(course_env):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "dl-at-scale: 1 node(s) x 2 rank(s)" in out.stdout
     assert take_results("job_local_kmeans")["machine"]["ranks"] == 2
-    (ROOT / "results" / "job_local_kmeans.png").unlink()
+    (results_dir() / "job_local_kmeans.png").unlink()
 
 
 def test_the_slurm_script_refuses_an_unknown_run(course_env):

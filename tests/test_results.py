@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from dlscale import results
+from dlscale import plots, results
+from dlscale.env import OUTPUT_VARIABLE, ROOT
+from dlscale.rank import this_rank
 
 
 def test_results_round_trip_with_the_machine_facts(tmp_path, monkeypatch):
@@ -36,7 +42,12 @@ def test_all_results_skips_what_is_not_a_results_record(tmp_path):
 def test_only_rank_zero_writes(tmp_path, monkeypatch):
     monkeypatch.setenv("PMI_RANK", "1")
     monkeypatch.setenv("PMI_SIZE", "2")
-    assert results.write_results("demo", {}, folder=tmp_path) is None
+    this_rank.cache_clear()  # the layout is decided once per process: decide it again for this test
+    try:
+        assert results.write_results("demo", {}, folder=tmp_path) is None
+    finally:
+        monkeypatch.undo()
+        this_rank.cache_clear()
     assert not (tmp_path / "demo.json").exists()
 
 
@@ -49,5 +60,35 @@ def test_bar_chart_labels_every_bar():
     import matplotlib
 
     matplotlib.use("Agg")
-    ax = results.bar_chart(["1 x 2", "2 x 1"], [10.0, 12.5], ylabel="GFLOP/s", title="t")
+    ax = plots.bar_chart(["1 x 2", "2 x 1"], [10.0, 12.5], ylabel="GFLOP/s", title="t")
     assert [t.get_text() for t in ax.texts] == ["10.00", "12.50"]
+
+
+def course_copy(folder: Path) -> Path:
+    """A learner's own copy of the course (what course_dir() recognizes), without the venv."""
+    for part in ("scripts", "solutions"):
+        (folder / part).mkdir(parents=True)
+    return folder
+
+
+def run_hello(cwd: Path, env: dict) -> None:
+    subprocess.run(["mpirun", "-n", "1", sys.executable, "-u", str(ROOT / "scripts" / "00_mpi_hello.py"),
+                    "--tasks", "1", "--size", "64", "--name", "where"], cwd=cwd, env=env, check=True,
+                   capture_output=True, timeout=120)
+
+
+@pytest.mark.mpi
+def test_results_go_to_the_learners_copy_or_where_the_caller_says(course_env, tmp_path):
+    learner = course_copy(tmp_path / "learner")
+    plain = {k: v for k, v in course_env.items() if k != OUTPUT_VARIABLE}
+    run_hello(learner / "solutions", plain)  # a notebook's kernel starts in solutions/ or notebooks/
+    assert (learner / "results" / "where.json").is_file()
+    assert not (ROOT / "results" / "where.json").exists()  # not the installed course's folder
+    run_hello(learner / "solutions", plain | {OUTPUT_VARIABLE: str(tmp_path / "elsewhere")})
+    assert (tmp_path / "elsewhere" / "results" / "where.json").is_file()
+
+
+def test_the_output_setting_is_read_in_one_place():
+    readers = [path.name for path in (ROOT / "dlscale").glob("*.py")
+               if re.search(r"environ\b.*(OUTPUT_VARIABLE|DLSCALE_OUTPUT_DIR)", path.read_text())]
+    assert readers == ["env.py"]

@@ -1,7 +1,9 @@
-"""Every course script runs under `mpirun -n 2` in quick mode, writes its results, and refuses bad input."""
+"""Every course script runs under `mpirun -n 2` in quick mode, writes its results, speaks the course's one
+option vocabulary, and refuses bad input."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -17,11 +19,62 @@ SINGLE_RANK = {"cnn_mnist.py"}  # trains one model on one rank; its Horovod twin
 
 
 def own_files(script: str, folder) -> list:
-    """Arguments that keep a test's checkpoints and models out of the learner's folders."""
-    return {"cnn_mnist.py": ["--fresh", "--checkpoint-dir", folder],
-            "cnn_mnist_hvd.py": ["--fresh", "--checkpoint-dir", folder],
-            "int8_inference.py": ["--workdir", folder],
-            "quantize_colors.py": ["--out", folder / "quantized.png"]}.get(script, [])
+    """Arguments that give a test its own, fresh checkpoints (the output folder is the session's)."""
+    return ["--fresh", "--checkpoint-dir", folder] if script in TRAINING else []
+
+
+TRAINING = {"cnn_mnist.py", "cnn_mnist_hvd.py", "int8_inference.py"}
+# The one vocabulary (dlscale.cli): each script and the shared options it takes.
+VOCABULARY = {
+    "00_mpi_hello.py": {"--name"},
+    "cnn_mnist.py": {"--name", "--batch-size", "--threads", "--inter-threads", "--checkpoint-dir"},
+    "cnn_mnist_hvd.py": {"--name", "--batch-size", "--threads", "--inter-threads", "--checkpoint-dir"},
+    "int8_inference.py": {"--name", "--batch-size", "--threads", "--checkpoint-dir"},
+    "onednn_bench.py": {"--name", "--batch-size", "--threads", "--inter-threads", "--data-format"},
+    "quantize_colors.py": {"--name", "--threads"},
+    "tf_bench.py": {"--name", "--batch-size", "--threads", "--inter-threads", "--data-format"},
+}
+BAD_VALUES = [  # (script, option, value, what the error says)
+    ("00_mpi_hello.py", "--size", "0", "must be a whole number > 0, got 0"),
+    ("00_mpi_hello.py", "--tasks", "x", "expected a whole number, got 'x'"),
+    ("cnn_mnist.py", "--epochs", "0", "must be a whole number > 0"),
+    ("cnn_mnist.py", "--lr", "-1", "must be a number > 0, got -1"),
+    ("cnn_mnist_hvd.py", "--crash-rank", "-1", "must be a rank number >= 0"),
+    ("int8_inference.py", "--iterations", "-5", "must be a whole number > 0"),
+    ("onednn_bench.py", "--data-format", "NCHW", "invalid choice: 'NCHW'"),
+    ("quantize_colors.py", "--scale", "0", "must be a whole number > 0"),
+    ("tf_bench.py", "--model", "alexnet", "invalid choice: 'alexnet'"),
+    *[(script, option, value, message) for script, options in VOCABULARY.items() for option in options
+      for value, message in (("0", "must be a whole number > 0, got 0"), ("two", "expected a whole number"))
+      if option in ("--batch-size", "--threads", "--inter-threads")
+      and not (script == "tf_bench.py" and value == "0")],  # tf_bench: 0 threads lets TensorFlow choose
+]
+
+
+def help_text(script: str) -> str:
+    out = subprocess.run([sys.executable, f"scripts/{script}", "--help"], cwd=ROOT, capture_output=True,
+                         text=True, check=True, timeout=60)
+    return out.stdout
+
+
+@pytest.mark.parametrize("script", sorted(VOCABULARY))
+def test_every_script_speaks_the_one_vocabulary(script):
+    """Same spelling for the same option everywhere, defaults shown by --help, and no script left out."""
+    assert sorted(VOCABULARY) == [p.name for p in SCRIPTS]
+    text = help_text(script)
+    assert {option for option in VOCABULARY[script]} <= set(re.findall(r"--[a-z-]+", text))
+    assert not {"--batch", "--intra", "--inter", "--workdir"} & set(re.findall(r"--[a-z-]+\b", text))
+    assert "--name NAME" in text and "(default: " in text
+
+
+@pytest.mark.parametrize(("script", "option", "value", "message"), BAD_VALUES,
+                         ids=[f"{s}{o}={v}" for s, o, v, _ in BAD_VALUES])
+def test_bad_values_get_one_clear_line(script, option, value, message):
+    out = subprocess.run([sys.executable, f"scripts/{script}", option, value], cwd=ROOT, capture_output=True,
+                         text=True, check=False, timeout=60)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert f"argument {option}:" in out.stderr or f"{option} " in out.stderr
+    assert message in out.stderr, out.stderr
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
@@ -53,7 +106,14 @@ def test_mpi_hello_refuses_ranks_without_work(in_course_env):
         mpirun("scripts/00_mpi_hello.py", "--tasks", "3", ranks=4, threads=1, echo=False)
 
 
-def test_mpi_hello_refuses_bad_values(in_course_env):
-    out = subprocess.run([sys.executable, "scripts/00_mpi_hello.py", "--size", "0"], cwd=ROOT,
-                         capture_output=True, text=True, check=False)
-    assert out.returncode == 2 and "--size: must be a whole number > 0, got 0" in out.stderr
+def test_a_plain_mpirun_prints_real_numbers(course_env, tmp_path):
+    """No -genv OMP_NUM_THREADS (Slurm's or a learner's own mpirun): the rank decides its layout itself."""
+    env = {k: v for k, v in course_env.items() if k != "OMP_NUM_THREADS"}
+    command = ["mpirun", "-prepend-rank", "-n", "2", sys.executable, "-u", "scripts/00_mpi_hello.py",
+               "--name", "test_plain"]
+    out = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "None" not in out.stdout
+    threads = take_results("test_plain")["machine"]["threads_per_rank"]
+    assert isinstance(threads, int) and threads >= 1
+    assert re.search(rf"\[0\] hello from rank 0 of 2 .*, {threads} thread\(s\)", out.stdout), out.stdout

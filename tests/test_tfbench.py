@@ -10,7 +10,7 @@ import pytest
 from conftest import take_results
 
 from dlscale import tfbench
-from dlscale.env import ROOT
+from dlscale.env import ROOT, results_dir
 from dlscale.launch import MPIRunError, mpirun
 
 
@@ -37,9 +37,9 @@ def test_summary_takes_medians_spreads_and_ratios():
 
 def test_configurations_follow_the_cores():
     default, optimized, horovod = tfbench.configurations(8, "channels_first", 2)
-    assert (default.onednn, default.args[:4]) == (False, ["--intra", 0, "--inter", 0])
+    assert (default.onednn, default.args[:4]) == (False, ["--threads", 0, "--inter-threads", 0])
     assert "channels_last" in default.args  # TensorFlow's own kernels run NHWC only
-    assert (optimized.onednn, optimized.threads, optimized.args[:2]) == (True, 8, ["--intra", 8])
+    assert (optimized.onednn, optimized.threads, optimized.args[:2]) == (True, 8, ["--threads", 8])
     assert (horovod.ranks, horovod.threads) == (2, 4) and "channels_first" in horovod.args
     assert len(tfbench.configurations(8, "channels_last", 0)) == 2
 
@@ -53,8 +53,8 @@ def test_tf_bench_sh_prints_the_table_from_its_runs(course_env):
     assert out.returncode == 0, out.stdout + out.stderr
     assert "[6/6] optimized, Horovod on 2 ranks" in out.stdout
     record = take_results("test_tf_bench")["measurements"]
-    runs = {config: [take_results(path.removeprefix("results/").removesuffix(".json"))["measurements"]
-                     for path in paths] for config, paths in record["results_files"].items()}
+    runs = {config: [take_results(name)["measurements"] for name in names]
+            for config, names in record["runs"].items()}
     assert [r["tensorflow"]["onednn"] for r in runs["default"]] == [False, False]
     assert [r["tensorflow"]["onednn"] for r in runs["optimized"]] == [True, True]
     assert len(runs["horovod"][0]["images_per_second_per_rank"]) == 2
@@ -69,7 +69,7 @@ def test_nchw_without_onednn_fails_the_launch_with_the_reason(in_course_env):
                "--data-format", "channels_first", "--name", "test_tf_bench_nchw", ranks=1, threads=1,
                genv={"TF_ENABLE_ONEDNN_OPTS": 0}, echo=False, timeout=300)
     assert "channels_first does not run in this configuration (oneDNN off)" in str(failure.value)
-    assert not (ROOT / "results" / "test_tf_bench_nchw.json").exists()
+    assert not (results_dir() / "test_tf_bench_nchw.json").exists()
 
 
 def test_tf_bench_sh_names_the_fix_without_a_course_environment(tmp_path):

@@ -11,23 +11,7 @@ from __future__ import annotations
 
 import hashlib
 
-from dlscale import load_mnist, quick_mode, shard
-from dlscale.cnn import (
-    TRAINING_FLOPS_FACTOR,
-    Checkpoints,
-    EpochLog,
-    as_inputs,
-    build_model,
-    configure_tensorflow,
-    evaluate,
-    flops_per_image,
-    quick_test_images,
-    tf,
-    training_parser,
-)
-from dlscale.launch import start_rank
-from dlscale.results import write_results
-from dlscale.spmd import horovod_init
+from dlscale import cli
 
 
 def weights_digest(model) -> str:
@@ -39,17 +23,34 @@ def weights_digest(model) -> str:
 
 
 def main() -> None:
-    parser = training_parser(__doc__, "cnn_mnist_hvd")
-    parser.add_argument("--warmup-epochs", type=float, default=0.0 if quick_mode() else 1.0,
-                        help="ramp the learning rate up over this many epochs (default 1; 0 in quick mode)")
+    parser = cli.training_parser(__doc__, "cnn_mnist_hvd")
+    parser.add_argument("--warmup-epochs", type=float, default=cli.sized(1.0, 0.0),
+                        help="ramp the learning rate up over this many epochs")
     parser.add_argument("--no-lr-scaling", action="store_true",
                         help="keep --lr as it is instead of multiplying it by the number of ranks")
     parser.add_argument("--crash-rank", type=int, default=None,
                         help="for the failure demo: this rank exits with an error after one step")
     args = parser.parse_args()
-    _, _, threads = start_rank()
     if args.crash_rank is not None and args.crash_rank < 0:
         parser.error(f"--crash-rank must be a rank number >= 0, got {args.crash_rank}")
+    from dlscale.rank import start_rank
+
+    _, _, threads = start_rank()  # before TensorFlow loads: it reads OMP_NUM_THREADS once
+    from dlscale import load_mnist, shard
+    from dlscale.cnn import (
+        TRAINING_FLOPS_FACTOR,
+        Checkpoints,
+        EpochLog,
+        as_inputs,
+        build_model,
+        configure_tensorflow,
+        evaluate,
+        flops_per_image,
+        quick_test_images,
+        tf,
+    )
+    from dlscale.results import write_results
+    from dlscale.spmd import horovod_init
 
     # Horovod step 1: initialise Horovod (it joins the MPI job mpirun started).
     raise NotImplementedError("Exercise: write your solution here (see the hint above)")
@@ -81,7 +82,7 @@ def main() -> None:
     raise NotImplementedError("Exercise: write your solution here (see the hint above)")
 
     # Rank 0 resumes from its checkpoint; the others learn how far it got in step 5.
-    checkpoints = Checkpoints(model, args.checkpoint_dir, fresh=args.fresh and rank == 0)
+    checkpoints = Checkpoints(model, cli.checkpoint_dir(args), fresh=args.fresh and rank == 0)
     first_epoch = checkpoints.restore() if rank == 0 else 0
 
     # Horovod step 5: broadcast rank 0's state (initial or restored weights, optimizer state,
@@ -125,7 +126,7 @@ def main() -> None:
         print(f"test accuracy {results['test_accuracy']:.4f}; "
               + (f"{rate:.0f} img/s over {size} rank(s); " if rate else "")
               + f"weights identical on all ranks: {results['weights_identical']}")
-    write_results(args.name, results, ranks=size, threads_per_rank=tf_info["intra_op_threads"])
+    write_results(args.name, results, threads_per_rank=tf_info["intra_op_threads"])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The check cells that follow each exercise."""
+"""Grading an exercise: the check cell that follows each one in the notebooks."""
 
 from __future__ import annotations
 

@@ -1,0 +1,111 @@
+"""The course's experiment grids, defined once: the notebooks and `make bench` launch the same runs.
+
+    for run in experiments.mpi_layouts(cores):
+        run.launch("00_layout")                    # mpirun ... --name 00_layout_ranks2_threads1
+    measured = {run.label: run.results("00_layout") for run in experiments.mpi_layouts(cores)}
+
+A Run knows its script, its layout (ranks x threads), its arguments and what it varies (`key`,
+such as {"ranks": 2, "threads": 1}); a results name is made from a prefix and the key, and
+summaries are keyed by the Run, never by parsing names back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .cli import sized
+from .launch import MPIRun, mpirun
+from .results import read_results
+
+
+@dataclass(frozen=True)
+class Run:
+    script: str
+    ranks: int
+    threads: int
+    key: dict = field(hash=False)  # what this run varies: ranks, threads, batch size, oneDNN, ...
+    label: str = ""  # how plots and tables name it
+    args: tuple = ()
+    genv: dict = field(default_factory=dict, hash=False)
+    trains: bool = False  # a training script: give it its own, fresh checkpoint folder
+
+    def name(self, prefix: str) -> str:
+        return "_".join([prefix, *(f"{k.replace('_', '')}{_word(v)}" for k, v in self.key.items())])
+
+    def launch(self, prefix: str, **options) -> MPIRun:
+        """mpirun this run, its results in results/NAME.json (NAME from `prefix` and the key)."""
+        name = self.name(prefix)
+        own = ["--checkpoint-dir", f"checkpoints/{name}"] if self.trains else []  # in the output folder
+        return mpirun(self.script, *self.args, *own, "--name", name, ranks=self.ranks, threads=self.threads,
+                      genv=self.genv or None, **options)
+
+    def results(self, prefix: str) -> dict:
+        return read_results(self.name(prefix))["measurements"]
+
+
+def _word(value) -> str:
+    return {True: "on", False: "off"}.get(value, str(value)) if isinstance(value, bool) else str(value)
+
+
+def layouts(cores: int) -> list[tuple[int, int]]:
+    """(ranks, threads per rank) at equal cores: one rank with every core, one rank per core, and
+    two ranks per core (oversubscribed on purpose)."""
+    return list(dict.fromkeys([(1, cores), (cores, 1), (2 * cores, 1)]))
+
+
+def training_images() -> int:
+    """Training images of the short scaling and oneDNN runs: enough for steady timings."""
+    return sized(4000, 512)
+
+
+def mpi_layouts(cores: int) -> list[Run]:
+    """Notebook 00: the same matrix multiplies on 1 x 1 and the equal-core layouts."""
+    return [Run("scripts/00_mpi_hello.py", r, t, {"ranks": r, "threads": t}, f"{r} x {t}")
+            for r, t in dict.fromkeys([(1, 1), *layouts(cores)])]
+
+
+def int8_settings(cores: int) -> list[Run]:
+    """Notebook 01: INT8 vs FP32 at batch 1 and 32, on one thread and on every core."""
+    return [Run("scripts/int8_inference.py", 1, t, {"batch_size": b, "threads": t},
+                f"batch {b}, {t} thread(s)", ("--batch-size", b, "--threads", t))
+            for b, t in dict.fromkeys([(1, 1), (1, cores), (32, 1), (32, cores)])]
+
+
+def onednn_on_off(script: str, cores: int, *args) -> list[Run]:
+    """TensorFlow's own kernels, then oneDNN's (TF_ENABLE_ONEDNN_OPTS is read when TensorFlow loads)."""
+    return [Run(script, 1, cores, {"onednn": on}, "oneDNN" if on else "TensorFlow kernels", tuple(args),
+                {"TF_ENABLE_ONEDNN_OPTS": int(on)}, trains="cnn_mnist" in script)
+            for on in (False, True)]
+
+
+def thread_sweep(cores: int, inter: tuple[int, ...] = (1, 2)) -> list[Run]:
+    """Notebook 02: TensorFlow's intra-op x inter-op threads, one rank."""
+    intra = sorted({1, max(1, cores // 2), cores, 2 * cores})
+    return [Run("scripts/onednn_bench.py", 1, cores, {"intra": i, "inter": j}, f"intra {i}, inter {j}",
+                ("--threads", i, "--inter-threads", j)) for i in intra for j in inter]
+
+
+def cnn_onednn(cores: int) -> list[Run]:
+    """Notebook 03: the MNIST CNN trained two epochs with TensorFlow's kernels, then oneDNN's."""
+    return onednn_on_off("scripts/cnn_mnist.py", cores, "--fresh", "--epochs", 2,
+                         "--train-images", training_images())
+
+
+def horovod_scaling(cores: int) -> list[Run]:
+    """Notebook 04: Horovod training at equal cores, ranks x threads."""
+    return [Run("scripts/cnn_mnist_hvd.py", r, t, {"ranks": r, "threads": t}, f"{r} x {t}",
+                ("--fresh", "--epochs", 2, "--train-images", training_images()), trains=True)
+            for r, t in layouts(cores)]
+
+
+def kmeans_scale() -> int:
+    """Notebook 05: how many times the photo is tiled in each direction for the layout runs."""
+    return sized(3, 1)
+
+
+def kmeans_layouts(cores: int) -> list[Run]:
+    """Notebook 05: K-Means at equal cores from the same start; the one-rank run also times
+    scikit-learn from that start."""
+    return [Run("scripts/quantize_colors.py", r, t, {"ranks": r, "threads": t}, f"{r} x {t}",
+                ("--scale", kmeans_scale(), "--init", "sample", *(["--compare-sklearn"] if r == 1 else [])))
+            for r, t in layouts(cores)]
