@@ -22,7 +22,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from .env import quick_mode
+from .env import quick_mode, results_dir, shown
 from .experiments import training_images
 from .launch import mpirun
 from .results import read_results, write_results
@@ -184,10 +184,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--ranks must be 2 or more: a collective needs partners, got {args.ranks}")
     if args.what == "imb":
         imb_sweep(ranks=args.ranks or 4)
-        print("wrote results/imb_collectives.json")
+        print(f"wrote {shown(results_dir() / 'imb_collectives.json')}")
     else:
         fusion_sweep(ranks=args.ranks or 2)
-        print("wrote results/horovod_fusion.json")
+        print(f"wrote {shown(results_dir() / 'horovod_fusion.json')}")
     return 0
 
 

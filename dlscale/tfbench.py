@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from . import cli
 from .cpu import usable_cores
+from .env import results_dir, shown
 from .launch import mpirun
 from .rank import threads_per_rank
 from .results import read_results, write_results
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
                  horovod_ranks=args.horovod_ranks, name=args.name, image_size=args.image_size)
     print()
     print(record["table"], end="")
-    print(f"wrote results/{args.name}.json")
+    print(f"wrote {shown(results_dir() / f'{args.name}.json')}")
     return 0
 
 
