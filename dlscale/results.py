@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import platform
 import socket
 from importlib import metadata
@@ -61,7 +62,8 @@ def write_results(name: str, measurements: dict, *, ranks: int | None = None,
     path = folder / f"{name}.json"
     record = {"name": name, "measurements": measurements,
               "machine": machine_facts(ranks, threads_per_rank)}
-    partial = path.with_suffix(".json.partial")  # a reader never sees half a file
+    # A reader never sees half a file, and two runs writing the same name never share a half file.
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     partial.write_text(json.dumps(record, indent=2, default=float) + "\n")
     partial.replace(path)
     return path
