@@ -30,8 +30,7 @@ from .experiments import (
     int8_settings,
     kmeans_layouts,
     mpi_layouts,
-    onednn_on_off,
-    thread_sweep,
+    onednn_threads,
 )
 from .results import read_results, write_results
 
@@ -74,13 +73,6 @@ def summarize_int8(runs: list[Run], prefix: str) -> dict:
         "accuracy_change_points": 100 * (first["accuracy"]["int8"] - first["accuracy"]["fp32"]),
         "size_ratio": first["model_bytes"]["fp32"] / first["model_bytes"]["int8"],
     }
-
-
-def onednn_threads(cores: int) -> list[Run]:
-    """oneDNN off/on, then intra-op threads (one inter-op thread), then one rank per core."""
-    ranks = Run("scripts/onednn_bench.py", cores, 1, {"ranks": cores, "threads": 1}, f"{cores} ranks x 1",
-                ("--threads", 1))
-    return [*onednn_on_off("scripts/onednn_bench.py", cores), *thread_sweep(cores, inter=(1,)), ranks]
 
 
 def summarize_onednn(runs: list[Run], prefix: str) -> dict:

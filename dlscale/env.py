@@ -58,10 +58,15 @@ def checkpoints_dir() -> Path:
     return output_dir() / "checkpoints"
 
 
+def course_folders() -> tuple[Path, ...]:
+    """The learner's copy of the course, then the installed course (one folder when they are one)."""
+    return tuple(dict.fromkeys((course_dir(), ROOT)))
+
+
 def shown(path: str | os.PathLike) -> str:
     """A path as seen from the course folder (no machine-specific prefix) when it lies inside it."""
     resolved = Path(path).resolve()
-    for base in (course_dir(), ROOT):
+    for base in course_folders():
         if resolved.is_relative_to(base):
             return str(resolved.relative_to(base))
     return str(path)

@@ -85,6 +85,14 @@ def thread_sweep(cores: int, inter: tuple[int, ...] = (1, 2)) -> list[Run]:
                 ("--threads", i, "--inter-threads", j)) for i in intra for j in inter]
 
 
+def onednn_threads(cores: int) -> list[Run]:
+    """`make bench`'s entry for notebook 02: oneDNN off and on, intra-op threads (one inter-op
+    thread), then one rank per core."""
+    ranks = Run("scripts/onednn_bench.py", cores, 1, {"ranks": cores, "threads": 1}, f"{cores} ranks x 1",
+                ("--threads", 1))
+    return [*onednn_on_off("scripts/onednn_bench.py", cores), *thread_sweep(cores, inter=(1,)), ranks]
+
+
 def cnn_onednn(cores: int) -> list[Run]:
     """Notebook 03: the MNIST CNN trained two epochs with TensorFlow's kernels, then oneDNN's."""
     return onednn_on_off("scripts/cnn_mnist.py", cores, "--fresh", "--epochs", 2,

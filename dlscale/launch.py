@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .env import ROOT, course_dir, require_mpi_environment, shown
+from .env import course_folders, require_mpi_environment, shown
 from .rank import threads_per_rank
 
 
@@ -80,7 +80,7 @@ def mpirun_command(
 def shown_command(command: list[str]) -> str:
     """The command as a learner reads it: paths inside the course folder shown relative to it."""
     text = shlex.join(command)
-    for base in dict.fromkeys((course_dir(), ROOT)):
+    for base in course_folders():
         text = text.replace(f"{base}{os.sep}", "")
     return text
 
@@ -106,7 +106,7 @@ def mpirun(
     path = Path(script)
     program = not str(script).endswith(".py")
     if not program and not path.is_absolute():
-        places = (Path(), course_dir(), ROOT)  # Path(): as given, relative to the current folder
+        places = (Path(), *course_folders())  # Path(): as given, relative to the current folder
         path = next((base / path for base in places if (base / path).is_file()), path)
     if not program and not path.is_file():
         raise FileNotFoundError(f"no script {script} here ({shown(Path.cwd())}) or in the course folder")
