@@ -42,7 +42,7 @@ help:
 	@echo "make setup      only the set-up: venv, pinned stack, Horovod, helper package, kernel"
 	@echo "make doctor     check the environment: CPU, TensorFlow/oneDNN, MPI, Horovod, daal4py"
 	@echo "make data-full  download the full 70,000-image MNIST (needs internet; optional)"
-	@echo "make bench      every benchmark entry; results/benchmarks_HOST.json, .md, .png (about 30 min)"
+	@echo "make bench      every benchmark entry; results/benchmarks_HOST.json, .md, .png (about 20 min)"
 	@echo "make exercises  regenerate notebooks/ from solutions/"
 	@echo "make clean      remove results and caches (keeps the venv); distclean also removes .venv"
 
@@ -50,7 +50,7 @@ setup: $(STAMP_STACK) $(STAMP_HOROVOD) $(STAMP_PACKAGE) $(KERNEL_SPEC)
 
 $(VENV)/bin/python:
 	$(call step,[1/5] Creating the virtual environment in .venv with $(PYTHON))
-	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found. Install Python 3.11 (Debian/Ubuntu: apt install python3.11 python3.11-venv) or run: make PYTHON=/path/to/python3.11"; exit 1; }
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found. Install Python 3.11 (the README's \"Getting Python 3.11\" has a recipe for Ubuntu, Debian, uv, pyenv and conda) or run: make PYTHON=/path/to/python3.11"; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "error: $(PYTHON) is Python $$($(PYTHON) -c 'import platform; print(platform.python_version())'), the course needs 3.11 (TensorFlow 2.15 supports 3.9-3.11). Run: make PYTHON=/path/to/python3.11"; exit 1; }
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { echo "error: $(PYTHON) has no venv/ensurepip module. Debian/Ubuntu: apt install python3.11-venv"; exit 1; }
 	$(PYTHON) -m venv $(VENV)

@@ -126,7 +126,7 @@ TF_BENCH_MODELS = {  # tf_bench --model: the Keras application and its input sid
 def add_tf_bench_workload(p: argparse.ArgumentParser) -> None:
     """What one tf_bench run trains and for how long: scripts/tf_bench.py and its driver share it."""
     p.add_argument("--model", choices=sorted(TF_BENCH_MODELS), default="resnet50", help="network")
-    add_batch_size(p, sized(32, 8))
+    add_batch_size(p, sized(16, 8))  # the workshop ran batch 16, so compare like with like
     p.add_argument("--num-batches", type=positive(int), default=sized(10, 2), help="timed steps per run")
     p.add_argument("--warmup-batches", type=positive(int), default=sized(2, 1), help="untimed steps first")
     p.add_argument("--image-size", type=positive(int), default=None,

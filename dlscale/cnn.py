@@ -25,19 +25,25 @@ from .env import quick_mode
 
 def configure_tensorflow(intra_op_threads: int, inter_op_threads: int = 1) -> dict:
     """Set TensorFlow's thread pools (before any operation runs) and report what TensorFlow uses."""
-    from tensorflow.python.util import _pywrap_util_port
-
     tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
     tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
-    return {"intra_op_threads": intra_op_threads, "inter_op_threads": inter_op_threads,
+    return tensorflow_threads()
+
+
+def tensorflow_threads() -> dict:
+    """TensorFlow's thread pools as set now (0: TensorFlow chooses, one per core), and oneDNN."""
+    from tensorflow.python.util import _pywrap_util_port
+
+    return {"intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
             "onednn": bool(_pywrap_util_port.IsMklEnabled()),
             "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default")}
 
 
-def build_model(learning_rate: float = 1e-3, wrap_optimizer=None, data_format: str = "channels_last"):
+def build_model(learning_rate: float = 1e-3, optimizer=None, data_format: str = "channels_last"):
     """conv 5x5x32 + ReLU + max-pool, conv 5x5x64 + ReLU + max-pool, dense 1024 + dropout, dense 10.
 
-    Compiled with Adam; `wrap_optimizer` (e.g. hvd.DistributedOptimizer) wraps it first.
+    Compiled with `optimizer` (e.g. a Horovod DistributedOptimizer), by default Adam(learning_rate).
     data_format "channels_first" takes images as (1, 28, 28) (NCHW) instead of (28, 28, 1) (NHWC).
     """
     layers = tf.keras.layers
@@ -53,8 +59,7 @@ def build_model(learning_rate: float = 1e-3, wrap_optimizer=None, data_format: s
         layers.Dropout(0.4, name="dropout"),
         layers.Dense(10, name="logits"),
     ], name="workshop_cnn")
-    optimizer = tf.keras.optimizers.Adam(learning_rate)
-    model.compile(optimizer=wrap_optimizer(optimizer) if wrap_optimizer else optimizer,
+    model.compile(optimizer=optimizer or tf.keras.optimizers.Adam(learning_rate),
                   loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     return model
@@ -119,6 +124,12 @@ def profile_training_step(model, x, y, top: int = 12) -> list[dict]:
     return summarize_xspace(space, top)
 
 
+def busiest_kernel(profile: list[dict]) -> tuple[str, float]:
+    """The kernel type that took the most time in a profile, and its share of the traced time."""
+    top = max(profile, key=lambda row: row["microseconds"])
+    return top["op"], top["microseconds"] / sum(row["microseconds"] for row in profile)
+
+
 def summarize_xspace(space, top: int = 12) -> list[dict]:
     """Sum the host's TensorFlow op events of a profile by op type (the part after ':')."""
     time_us: collections.Counter = collections.Counter()
@@ -141,15 +152,15 @@ def summarize_xspace(space, top: int = 12) -> list[dict]:
 
 
 class EpochLog(tf.keras.callbacks.Callback):
-    """Times every epoch's training, prints a progress line every tenth of one (one line each, so
-    mpirun streams it), and calls `at_epoch_end(epoch)` (checkpointing) after each epoch."""
+    """Times every epoch's training and, if `verbose`, prints a progress line every tenth of one
+    (one line each, so mpirun streams it)."""
 
-    def __init__(self, epochs: int, steps: int, images_per_step: int, at_epoch_end=None,
-                 verbose: bool = True):
+    def __init__(self, epochs: int, steps: int, images_per_step: int, verbose: bool = True):
         super().__init__()
         self.epochs, self.steps, self.images_per_step = epochs, steps, images_per_step
-        self.at_epoch_end, self.verbose = at_epoch_end, verbose
+        self.verbose = verbose
         self.seconds: list[float] = []
+        self.lines = 0  # progress lines printed
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch, self.start = epoch, time.perf_counter()
@@ -160,22 +171,40 @@ class EpochLog(tf.keras.callbacks.Callback):
             rate = (batch + 1) * self.images_per_step / (self.trained - self.start)
             print(f"epoch {self.epoch + 1}/{self.epochs} {100 * (batch + 1) // self.steps:3d}%  "
                   f"loss {logs['loss']:.4f}  accuracy {logs['accuracy']:.4f}  {rate:.0f} img/s")
+            self.lines += 1
 
     def on_epoch_end(self, epoch, logs=None):
         self.seconds.append(self.trained - self.start)
-        if self.at_epoch_end:
-            self.at_epoch_end(epoch)
 
 
-class Checkpoints:
+class AfterFirstStep(tf.keras.callbacks.Callback):
+    """Keeps `measure(model)` as it is after the first training step (e.g. a weights digest)."""
+
+    def __init__(self, measure):
+        super().__init__()
+        self.measure, self.value = measure, None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.value is None:
+            self.value = self.measure(self.model)
+
+
+def averages_gradients(optimizer) -> bool:
+    """Whether `optimizer` is wrapped by Horovod's DistributedOptimizer (it allreduces gradients)."""
+    return hasattr(optimizer, "_allreduce")
+
+
+class Checkpoints(tf.keras.callbacks.Callback):
     """Model, optimizer and the number of finished epochs, saved after every epoch.
 
+    A Keras callback: in `model.fit(callbacks=[...])` it saves at the end of every epoch.
     `restore()` loads the latest checkpoint (if any) and returns the epochs already done; a
     `fresh` start deletes the folder first: TensorFlow would otherwise resume, and a model that
     already trained for all its epochs would not train at all.
     """
 
     def __init__(self, model, directory: Path, fresh: bool = False):
+        super().__init__()
         if fresh and directory.exists():
             shutil.rmtree(directory)
         self.done = tf.Variable(0, dtype=tf.int64, name="epochs_done")
@@ -187,8 +216,8 @@ class Checkpoints:
     def restore(self) -> int:
         latest = self.manager.latest_checkpoint
         if latest:
-            # Create Adam's slots now, so that they are restored now (not at the first step) and
-            # Horovod can broadcast them before training starts.
+            # Create Adam's slots now, so that they are restored now, not deferred to the step
+            # that creates them.
             model = self.checkpoint.model
             model.optimizer.build(model.trainable_variables)
             self.checkpoint.restore(latest).assert_existing_objects_matched()
@@ -201,6 +230,9 @@ class Checkpoints:
         path = self.manager.save(checkpoint_number=epoch + 1)
         self.saved += 1
         print(f"saved {Path(path).name}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.save(epoch)
 
 
 def evaluate(model, x_test, y_test) -> dict:

@@ -164,6 +164,13 @@ def load_image(name_or_path: str | Path) -> np.ndarray:
         raise DataError(f"cannot read {path} as an image ({error}); JPEG or PNG expected") from None
 
 
+def picture_from_labels(labels_by_rank: list[np.ndarray], palette: np.ndarray,
+                        shape: tuple[int, ...]) -> np.ndarray:
+    """The quantized picture rank 0 rebuilds: every rank's labels in rank order, each pixel given
+    its palette colour, in the image's shape."""
+    return palette[np.concatenate(labels_by_rank)].reshape(shape)
+
+
 def image_for_run(name_or_path: str | Path, scale: int = 1) -> np.ndarray:
     """The picture a quantize_colors run works on: the photo (every n-th pixel in quick mode,
     unless it is tiled), tiled `scale` x `scale` times for a larger problem."""

@@ -7,7 +7,9 @@ In a solution, code between `### BEGIN SOLUTION` and `### END SOLUTION` becomes 
 raises NotImplementedError; comments just above the markers (the hint) stay. A markdown cell
 tagged `answer` (the solution's answer to a discussion question) is replaced by an invitation to
 discuss. Outputs and execution counts are cleared. Scripts in scripts/ that contain the markers
-get an exercise twin in scripts/exercises/.
+get an exercise twin in scripts/exercises/, and a code cell tagged `learner-script` launches that
+twin in the exercise notebook (scripts/NAME.py becomes scripts/exercises/NAME.py): the learner's
+own script is what the check after it grades.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ MARKED = re.compile(rf"^([ \t]*){re.escape(BEGIN)}[^\n]*\n.*?^[ \t]*{re.escape(E
                     re.MULTILINE | re.DOTALL)
 TODO = 'raise NotImplementedError("Exercise: write your solution here (see the hint above)")'
 ANSWER_TAG = "answer"
+LEARNER_SCRIPT_TAG = "learner-script"
+SCRIPT = re.compile(r"\bscripts/(\w+\.py)")
 DISCUSS = "*Your answer:* discuss it, write it here, then compare with the solution notebook."
 
 
@@ -40,6 +44,8 @@ def exercise_notebook(solution):
     for cell in exercise.cells:
         if cell.cell_type == "code":
             cell.source = strip_solutions(cell.source)
+            if LEARNER_SCRIPT_TAG in cell.metadata.get("tags", []):
+                cell.source = SCRIPT.sub(r"scripts/exercises/\1", cell.source)
             cell.outputs, cell.execution_count = [], None
         elif ANSWER_TAG in cell.metadata.get("tags", []):
             cell.source = DISCUSS

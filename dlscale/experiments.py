@@ -117,3 +117,54 @@ def kmeans_layouts(cores: int) -> list[Run]:
     return [Run("scripts/quantize_colors.py", r, t, {"ranks": r, "threads": t}, f"{r} x {t}",
                 ("--scale", kmeans_scale(), "--init", "sample", *(["--compare-sklearn"] if r == 1 else [])))
             for r, t in layouts(cores)]
+
+
+def relative(measured: dict[str, dict], base: str, metric: str) -> dict[str, float]:
+    """Each run's `metric` over the `base` run's, from {label: measurements} (an exercise's check)."""
+    return {label: m[metric] / measured[base][metric] for label, m in measured.items()}
+
+
+def best(runs: list[Run], prefix: str, metric: str) -> Run:
+    """The run of a grid whose results have the highest `metric` (the check of an exercise)."""
+    return max(runs, key=lambda run: run.results(prefix)[metric])
+
+
+def _ranks_over_threads(ranks: Run, threads: Run, prefix: str) -> float:
+    metric = "train_images_per_second"
+    return ranks.results(prefix)[metric] / threads.results(prefix)[metric]
+
+
+def ranks_versus_threads(cores: int, prediction: float | None = None) -> dict:
+    """Notebook 04 against notebook 02: one rank per core over one rank with all cores as threads.
+
+    Notebook 02's ranks each train their own copy and never exchange a byte; notebook 04's share
+    one model through an allreduce per step. Prints both ratios and a verdict (one fixed form, so
+    tests/sanitize.cfg can mask it); returns the ratios.
+    """
+    scaling = {(run.ranks, run.threads): run for run in horovod_scaling(cores)}
+    ratios = {"04": _ranks_over_threads(scaling[(cores, 1)], scaling[(1, cores)], "04_scaling")}
+    print(f"one rank per core, over one rank with {cores} threads: {ratios['04']:.2f}x "
+          "in this notebook (one model, an allreduce per step)")
+    sweep = {(run.key["intra"], run.key["inter"]): run for run in thread_sweep(cores)}
+    try:
+        independent = read_results("02_ranks")["measurements"]["train_images_per_second"]
+        ratios["02"] = independent / sweep[(cores, 1)].results("02_sweep")["train_images_per_second"]
+        print(f"{'':>50}{ratios['02']:.2f}x in notebook 02 (independent ranks, no allreduce)")
+    except FileNotFoundError:
+        print("notebook 02 has no results in this output folder yet: run it to compare")
+    if prediction is not None:
+        print(f"{'':>50}{prediction:.2f}x your prediction")
+    gain = ("ranks beat threads here" if ratios["04"] > 1.05 else
+            "threads beat ranks here" if ratios["04"] < 0.95 else "ranks and threads are level here")
+    if "02" not in ratios:
+        print(f"verdict: {gain}.")
+    elif ratios["04"] < 0.9 * ratios["02"]:
+        print(f"verdict: {gain}, and ranks gain less than in notebook 02: the difference is what "
+              "exchanging the gradients costs (the allreduce, and ranks waiting for each other).")
+    elif ratios["04"] > 1.1 * ratios["02"]:
+        print(f"verdict: {gain}, and ranks gain more than in notebook 02: the two scripts time "
+              "different work (02 a benchmark step, 04 whole epochs), so compare the ratios' sign.")
+    else:
+        print(f"verdict: {gain}, as in notebook 02: the allreduce costs little at this model size "
+              "and rank count.")
+    return ratios

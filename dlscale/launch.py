@@ -164,7 +164,7 @@ def mpirun(
     return MPIRun(command, process.returncode, seconds, output)
 
 
-def check_exit(exit_code: int | None, what: str = "the command above") -> None:
+def check_exit(exit_code: int | None, what: str = "the command above", hint: str = "") -> None:
     """Raise when a `!command` line failed. In a notebook: `!mpirun ...` then `check_exit(_exit_code)`.
 
     IPython's `!` never raises, so without this a notebook (and nbval) would carry on after every
@@ -173,4 +173,5 @@ def check_exit(exit_code: int | None, what: str = "the command above") -> None:
     if exit_code is None:
         raise MPIRunError(f"{what} did not report an exit status (was it a `!` line?)")
     if exit_code != 0:
-        raise MPIRunError(f"{what} failed with exit status {exit_code}: read its output above")
+        raise MPIRunError(f"{what} failed with exit status {exit_code}: read its output above"
+                          + (f". Hint: {hint}" if hint else ""))

@@ -75,6 +75,12 @@ def summarize(executions: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda row: -row["ms"])
 
 
+def implementations_with(summary: list[dict], primitive: str, post_op: str) -> list[str]:
+    """The implementations of `primitive` rows of a summary that carry the fused `post_op`."""
+    return [row["implementation"] for row in summary
+            if row["primitive"] == primitive and post_op in row["fused_post_ops"]]
+
+
 def blocked_layouts(executions: list[dict]) -> list[str]:
     """Layout tags with a block size (e.g. Acdb16a: 16 output channels side by side), the formats
     oneDNN chooses so that one vector register holds one block."""

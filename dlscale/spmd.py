@@ -24,11 +24,12 @@ def _mpi_library_error(error: BaseException, engine: str) -> Exception:
 def daal4py_spmd(threads: int | None = None) -> Iterator[tuple[object, object]]:
     """`with daal4py_spmd(threads) as (d4p, comm):` runs daal4py in SPMD mode over the MPI ranks.
 
-    daalinit() joins the MPI job and sets daal4py's threads for this rank; daalfini() must come
-    after the last distributed call and before the process ends, or the other ranks wait for
-    ever: the context manager guarantees it. `comm` is mpi4py's COMM_WORLD on the same MPI, for
-    what daal4py does not do (gathering labels to rank 0). An exception on any rank aborts the
-    whole job, since the other ranks would otherwise wait in a collective operation for ever.
+    daalinit() sets daal4py's threads for this rank (MPI starts with the first distributed call);
+    daalfini() releases daal4py's communication, and finalizes MPI if daal4py started it, after
+    the last distributed call: the context manager guarantees it. `comm` is mpi4py's COMM_WORLD on
+    the same MPI, for what daal4py does not do (gathering labels to rank 0). An exception on any
+    rank aborts the whole job at once (MPI_Abort), with that rank's traceback, rather than
+    leaving the launcher to notice a rank that ended without finalizing MPI.
     """
     try:
         import daal4py as d4p
@@ -55,12 +56,20 @@ def daal4py_spmd(threads: int | None = None) -> Iterator[tuple[object, object]]:
     d4p.daalfini()
 
 
-def horovod_init():
-    """Import horovod.tensorflow.keras and call hvd.init(), with a clear error when MPI is missing."""
+def import_horovod():
+    """horovod.tensorflow.keras, with a clear error when its MPI library cannot be loaded."""
     try:
         import horovod.tensorflow.keras as hvd
-
-        hvd.init()
     except Exception as error:  # ImportError or horovod's own load errors
+        raise _mpi_library_error(error, "Horovod") from error
+    return hvd
+
+
+def horovod_init():
+    """import_horovod() and hvd.init(), for scripts that use Horovod without teaching it."""
+    hvd = import_horovod()
+    try:
+        hvd.init()
+    except Exception as error:
         raise _mpi_library_error(error, "Horovod") from error
     return hvd

@@ -1,6 +1,6 @@
 """benchmarks/tf_bench.sh: the workshop's "default vs optimized" TensorFlow table, measured here.
 
-    python -m dlscale.tfbench --model resnet50 --batch-size 32 --num-batches 10 --repeats 3
+    python -m dlscale.tfbench --model resnet50 --batch-size 16 --num-batches 10 --repeats 3
 
 Configurations, each launched as its own process (scripts/tf_bench.py) and repeated, taking turns
 so that a noisy neighbour slows all of them alike:

@@ -36,10 +36,10 @@ def main() -> None:
         print(f"already trained for {first_epoch} epoch(s): nothing to train (more --epochs, or --fresh)")
 
     steps = -(-len(x_train) // args.batch_size)
-    log = cnn.EpochLog(args.epochs, steps, args.batch_size, at_epoch_end=checkpoints.save)
+    log = cnn.EpochLog(args.epochs, steps, args.batch_size)
     history = model.fit(x_train, y_train, batch_size=args.batch_size, initial_epoch=first_epoch,
                         epochs=args.epochs, validation_data=(x_test, y_test), verbose=0,
-                        callbacks=[log])
+                        callbacks=[log, checkpoints])
 
     results = cnn.evaluate(model, x_test, y_test)
     flops = cnn.flops_per_image(model)

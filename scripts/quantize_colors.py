@@ -65,7 +65,7 @@ def main() -> None:
 
     rank, size, threads = start_rank()  # before daal4py loads: it reads OMP_NUM_THREADS once
     from dlscale import DataError, shard
-    from dlscale.data import image_for_run
+    from dlscale.data import image_for_run, picture_from_labels
     from dlscale.env import results_dir, shown
     from dlscale.results import write_results
     from dlscale.spmd import daal4py_spmd
@@ -130,7 +130,7 @@ def main() -> None:
     # Inertia: the sum of squared distances from each pixel to its colour (what K-Means minimises).
     inertia = float(np.sum((pixels - centroids[gathered]) ** 2))
     palette = np.clip(np.rint(centroids), 0, 255).astype(np.uint8)
-    quantized = palette[gathered].reshape(image.shape)
+    quantized = picture_from_labels([gathered], palette, image.shape)
     out = args.out or results_dir() / f"{args.name}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     from PIL import Image

@@ -1,7 +1,7 @@
 """The workshop's tf_cnn_benchmarks, rebuilt in Keras: training throughput on synthetic images.
 
-    mpirun -genv TF_ENABLE_ONEDNN_OPTS=1 -n 1 python -u scripts/tf_bench.py --model resnet50 --batch-size 32
-    mpirun -genv TF_ENABLE_ONEDNN_OPTS=1 -n 2 python -u scripts/tf_bench.py --model resnet50 --batch-size 32
+    mpirun -genv TF_ENABLE_ONEDNN_OPTS=1 -n 1 python -u scripts/tf_bench.py --model resnet50 --batch-size 16
+    mpirun -genv TF_ENABLE_ONEDNN_OPTS=1 -n 2 python -u scripts/tf_bench.py --model resnet50 --batch-size 16
 
 One configuration per process (TensorFlow fixes oneDNN and its thread pools when it starts):
 a few warm-up steps (graph building, oneDNN kernel creation), then --num-batches timed steps of

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import nbformat
 import pytest
 from conftest import run_nbval, write_notebook
@@ -64,5 +66,6 @@ def test_every_bang_line_in_the_course_is_checked(notebook):
                 end = number
                 while lines[end].endswith("\\"):  # the command goes on on the next line
                     end += 1
-                assert lines[end + 1:end + 2] == ["check_exit(_exit_code)"], (
+                following = lines[end + 1] if end + 1 < len(lines) else ""
+                assert re.fullmatch(r"check_exit\(_exit_code(, .*)?\)", following), (
                     f"{notebook.name}: `{line}` must be followed by check_exit(_exit_code)")

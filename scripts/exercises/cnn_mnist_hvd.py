@@ -3,8 +3,9 @@
     mpirun -prepend-rank -genv OMP_NUM_THREADS=1 -genv I_MPI_DEBUG=5 -n 2 python -u scripts/cnn_mnist_hvd.py
 
 Every rank trains the same model on its own part of the data; after each step Horovod averages
-the gradients over all ranks (ring-allreduce), so all ranks keep identical weights. The six
-steps that turn cnn_mnist.py into this script are marked "Horovod step N".
+the gradients over all ranks (an allreduce: with the MPI controller, MPI_Allreduce of Intel MPI),
+so all ranks keep identical weights. The six steps that turn cnn_mnist.py into this script are
+marked "Horovod step N"; they use Horovod's own API, the course's helpers do everything else.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dlscale import cli
 
 
 def weights_digest(model) -> str:
-    """A fingerprint of every weight, to show that all ranks hold the same model."""
+    """A fingerprint of every weight, to show whether all ranks hold the same model."""
     digest = hashlib.sha256()
     for weight in model.get_weights():
         digest.update(weight.tobytes())
@@ -36,66 +37,68 @@ def main() -> None:
     from dlscale.rank import start_rank
 
     _, _, threads = start_rank()  # before TensorFlow loads: it reads OMP_NUM_THREADS once
-    from dlscale import load_mnist, shard
-    from dlscale.cnn import (
-        TRAINING_FLOPS_FACTOR,
-        Checkpoints,
-        EpochLog,
-        as_inputs,
-        build_model,
-        configure_tensorflow,
-        evaluate,
-        flops_per_image,
-        quick_test_images,
-        tf,
-    )
+    threads = args.threads or threads
+    from dlscale import cnn, load_mnist, shard
+    from dlscale.cnn import tf
     from dlscale.results import write_results
-    from dlscale.spmd import horovod_init
+    from dlscale.spmd import import_horovod
 
-    # Horovod step 1: initialise Horovod (it joins the MPI job mpirun started).
+    hvd = import_horovod()  # horovod.tensorflow.keras, with a clear error if MPI is missing
+    from horovod.tensorflow import allgather_object, broadcast_object
+
+    # Horovod step 1: initialise Horovod: it joins the MPI job that mpirun started, and every
+    # process learns its rank (hvd.rank()) and the number of ranks (hvd.size()).
     raise NotImplementedError("Exercise: write your solution here (see the hint above)")
-    from horovod.tensorflow import allgather_object, broadcast_object, broadcast_variables
-
     rank, size = hvd.rank(), hvd.size()
 
-    # Horovod step 2: pin each rank's threads. On GPUs each rank takes the GPU of its local rank;
-    # on a CPU each rank takes its share of the cores: the threads the launcher gave it.
+    # Horovod step 2: pin each rank's resources. On GPUs each rank takes the GPU of its local rank;
+    # on a CPU it takes its share of the cores: set TensorFlow's intra-op threads to `threads`
+    # (the cores of this node divided by its hvd.local_size() ranks, computed above).
+    tf.config.threading.set_inter_op_parallelism_threads(args.inter_threads)
     raise NotImplementedError("Exercise: write your solution here (see the hint above)")
+    tf_info = cnn.tensorflow_threads()
     if rank == 0:
         print(f"Horovod: {size} rank(s); oneDNN {'on' if tf_info['onednn'] else 'off'}; "
               f"{tf_info['intra_op_threads']} intra-op thread(s) per rank")
 
     # Each rank trains on its own, disjoint part of the data; every rank runs the same number of
     # steps per epoch (an allreduce waits for all ranks, so one extra step on one rank would hang).
-    x_train, y_train, x_test, y_test = as_inputs(load_mnist(), args.train_images,
-                                                 quick_test_images())
+    x_train, y_train, x_test, y_test = cnn.as_inputs(load_mnist(), args.train_images,
+                                                     cnn.quick_test_images())
     mine = shard(len(x_train), rank, size, min_items=args.batch_size)
     steps = len(x_train) // size // args.batch_size
     dataset = (tf.data.Dataset.from_tensor_slices((x_train[mine], y_train[mine]))
                .shuffle(10_000, seed=rank).repeat().batch(args.batch_size))
 
-    # Horovod step 3: scale the learning rate by the number of ranks: each step now averages
-    # gradients over size x batch-size images, so it can take a proportionally larger step.
+    # Horovod step 3: scale the learning rate `lr` by the number of ranks (unless the option
+    # --no-lr-scaling is given): each step now averages gradients over size x batch-size images.
+    raise NotImplementedError("Exercise: write your solution here (see the hint above)")
+    optimizer = tf.keras.optimizers.Adam(lr)
+
+    # Horovod step 4: wrap the optimizer in Horovod's, so that the gradients are averaged over
+    # all ranks (allreduce) before every update.
+    raise NotImplementedError("Exercise: write your solution here (see the hint above)")
+    model = cnn.build_model(optimizer=optimizer)  # each rank starts from its own random weights
+
+    # Rank 0 resumes from its checkpoint, and tells the others how many epochs it holds.
+    checkpoints = cnn.Checkpoints(model, cli.checkpoint_dir(args), fresh=args.fresh and rank == 0)
+    first_epoch = broadcast_object(checkpoints.restore() if rank == 0 else 0, root_rank=0)
+    callbacks = []
+
+    # Horovod step 5: broadcast rank 0's weights and optimizer state to every rank (Horovod's
+    # callback does it once, at the end of the first step), so that all ranks hold one model.
     raise NotImplementedError("Exercise: write your solution here (see the hint above)")
 
-    # Horovod step 4: wrap the optimizer, so that gradients are averaged over all ranks.
+    # Horovod step 6: only rank 0 prints progress (set `verbose`) and saves checkpoints (add
+    # `checkpoints`, a Keras callback, to its callbacks): the other ranks hold the same model,
+    # and several processes writing the same files at once can corrupt them.
     raise NotImplementedError("Exercise: write your solution here (see the hint above)")
 
-    # Rank 0 resumes from its checkpoint; the others learn how far it got in step 5.
-    checkpoints = Checkpoints(model, cli.checkpoint_dir(args), fresh=args.fresh and rank == 0)
-    first_epoch = checkpoints.restore() if rank == 0 else 0
-
-    # Horovod step 5: broadcast rank 0's state (initial or restored weights, optimizer state,
-    # epochs done) to every rank, so that all ranks start from the same model.
-    raise NotImplementedError("Exercise: write your solution here (see the hint above)")
-
-    # Horovod step 6: only rank 0 saves checkpoints and prints progress (the others would write
-    # the same files and lines again).
-    raise NotImplementedError("Exercise: write your solution here (see the hint above)")
-
-    callbacks = [hvd.callbacks.MetricAverageCallback(), log]  # metrics averaged over ranks
+    log = cnn.EpochLog(args.epochs, steps, args.batch_size * size, verbose=verbose)
+    first_step = cnn.AfterFirstStep(weights_digest)  # evidence for the check: same model after step 1?
+    callbacks += [hvd.callbacks.MetricAverageCallback(), log, first_step]  # metrics averaged over ranks
     if args.warmup_epochs > 0:
-        callbacks.insert(0, hvd.callbacks.LearningRateWarmupCallback(
+        callbacks.append(hvd.callbacks.LearningRateWarmupCallback(
             initial_lr=lr, warmup_epochs=args.warmup_epochs, steps_per_epoch=steps, verbose=0))
     if rank == args.crash_rank:
         def crash(*_):
@@ -104,23 +107,30 @@ def main() -> None:
     history = model.fit(dataset, steps_per_epoch=steps, initial_epoch=first_epoch,
                         epochs=args.epochs, verbose=0, callbacks=callbacks)
 
-    results = evaluate(model, x_test, y_test)
+    results = cnn.evaluate(model, x_test, y_test)
     digests = allgather_object(weights_digest(model))
-    saves = allgather_object(checkpoints.saved)
-    flops = flops_per_image(model)
+    flops = cnn.flops_per_image(model)
     rate = steps * args.batch_size * size / min(log.seconds) if log.seconds else None
     results |= {
         "train_images": len(x_train), "images_per_rank": mine.stop - mine.start,
         "steps_per_epoch": steps, "global_batch": args.batch_size * size,
-        "learning_rate": lr, "lr_scaled": not args.no_lr_scaling, "warmup_epochs": args.warmup_epochs,
+        "base_learning_rate": args.lr, "learning_rate": float(lr),
+        "lr_scaled": not args.no_lr_scaling, "warmup_epochs": args.warmup_epochs,
         "epochs_done": first_epoch + len(log.seconds), "resumed_from_epoch": first_epoch,
         "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
         "epoch_seconds": log.seconds,
         "train_images_per_second": rate,
         "train_images_per_second_per_rank": rate and rate / size,
-        "train_gflops": rate and rate * TRAINING_FLOPS_FACTOR * flops / 1e9,
+        "train_gflops": rate and rate * cnn.TRAINING_FLOPS_FACTOR * flops / 1e9,
+        # What each rank did, gathered from every rank: the evidence the notebook's check reads.
         "weights_digest_per_rank": digests, "weights_identical": len(set(digests)) == 1,
-        "checkpoints_saved_per_rank": saves, "tensorflow": tf_info,
+        "weights_digest_after_first_step_per_rank": allgather_object(first_step.value),
+        "checkpoints_saved_per_rank": allgather_object(checkpoints.saved),
+        "progress_lines_per_rank": allgather_object(log.lines),
+        "intra_op_threads_per_rank": allgather_object(tf_info["intra_op_threads"]),
+        "threads_per_rank_planned": threads,
+        "distributed_optimizer_per_rank": allgather_object(cnn.averages_gradients(model.optimizer)),
+        "tensorflow": tf_info,
     }
     if rank == 0:
         print(f"test accuracy {results['test_accuracy']:.4f}; "
