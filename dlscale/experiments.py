@@ -163,7 +163,7 @@ def ranks_versus_threads(cores: int, prediction: float | None = None) -> dict:
               "exchanging the gradients costs (the allreduce, and ranks waiting for each other).")
     elif ratios["04"] > 1.1 * ratios["02"]:
         print(f"verdict: {gain}, and ranks gain more than in notebook 02: the two scripts time "
-              "different work (02 a benchmark step, 04 whole epochs), so compare the ratios' sign.")
+              "different work (02 a benchmark step, 04 whole epochs), so only their direction compares.")
     else:
         print(f"verdict: {gain}, as in notebook 02: the allreduce costs little at this model size "
               "and rank count.")

@@ -11,7 +11,6 @@ def check(answer, expected, *, what: str, hint: str = "") -> None:
     raise AssertionError(f"Not yet: {what}. You gave {answer!r}." + (f" Hint: {hint}" if hint else ""))
 
 
-
 def check_horovod_script(name: str) -> None:
     """Notebook 04's check: what each rank of the learner's Horovod script recorded, step by step.
 

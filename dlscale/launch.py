@@ -85,6 +85,9 @@ def shown_command(command: list[str]) -> str:
     return text
 
 
+TIMEOUT_VARIABLE = "DLSCALE_MPIRUN_TIMEOUT"
+
+
 def mpirun(
     script: str | os.PathLike,
     *args,
@@ -101,8 +104,11 @@ def mpirun(
 
     Relative script paths are looked for in the current folder, then in the learner's course copy
     and the installed course, so notebooks can say "scripts/x.py"; a name not ending in .py is a
-    program found on PATH (mpirun("IMB-MPI1", "Allreduce")).
+    program found on PATH (mpirun("IMB-MPI1", "Allreduce")). Without a `timeout`, the seconds in
+    DLSCALE_MPIRUN_TIMEOUT (the test suite sets it) cap the run, so that no launch can hang.
     """
+    if timeout is None and os.environ.get(TIMEOUT_VARIABLE):
+        timeout = float(os.environ[TIMEOUT_VARIABLE])
     path = Path(script)
     program = not str(script).endswith(".py")
     if not program and not path.is_absolute():

@@ -23,6 +23,7 @@ import nbformat
 import pytest
 
 from dlscale.env import OUTPUT_VARIABLE, ROOT, course_dir, mpi_environment, results_dir
+from dlscale.launch import TIMEOUT_VARIABLE
 
 KERNEL = "dl-at-scale"
 LEARNER = course_dir(ROOT)  # the course copy the suite runs from
@@ -49,6 +50,8 @@ def learner_run(env: dict[str, str]) -> None:
 
 
 def pytest_configure(config):
+    # Every dlscale.mpirun of the session (tests, notebooks under nbval) has a hard time limit.
+    os.environ.setdefault(TIMEOUT_VARIABLE, "600")
     if os.environ.get(OUTPUT_VARIABLE):
         return  # the caller chose the output folder
     config.output_dir = Path(tempfile.mkdtemp(prefix="dlscale-test-"))

@@ -55,7 +55,7 @@ def test_killed_after_an_epoch_a_run_resumes_from_its_checkpoint(in_course_env, 
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert not (tmp_path / "ckpt-3.index").exists(), "the run finished before it could be killed"
-    run = mpirun(script, *args, ranks=ranks, threads=1, echo=False)
+    run = mpirun(script, *args, ranks=ranks, threads=1, echo=False, timeout=300)
     record = results("test_resume")
     assert "resuming from ckpt-" in "\n".join(run.output)
     assert record["resumed_from_epoch"] >= 1 and record["epochs_done"] == 3

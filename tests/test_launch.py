@@ -8,7 +8,7 @@ import pytest
 
 from dlscale import rank
 from dlscale.env import ROOT, mpi_environment_problems, shown
-from dlscale.launch import MPIRunError, check_exit, mpirun, mpirun_command
+from dlscale.launch import TIMEOUT_VARIABLE, MPIRunError, check_exit, mpirun, mpirun_command
 from dlscale.rank import threads_per_rank
 
 
@@ -103,11 +103,14 @@ def test_launcher_raises_with_the_tail_when_a_rank_fails(tmp_path, in_course_env
 
 
 @pytest.mark.mpi
-def test_launcher_stops_a_hung_run(tmp_path, in_course_env):
+def test_launcher_stops_a_hung_run(tmp_path, in_course_env, monkeypatch):
     script = tmp_path / "hang.py"
     script.write_text("import time\ntime.sleep(600)\n")
     with pytest.raises(MPIRunError, match="did not finish within 3 s"):
         mpirun(script, ranks=2, threads=1, echo=False, timeout=3)
+    monkeypatch.setenv(TIMEOUT_VARIABLE, "2")  # the suite's own cap, for launches that name none
+    with pytest.raises(MPIRunError, match="did not finish within 2 s"):
+        mpirun(script, ranks=2, threads=1, echo=False)
 
 
 def test_launcher_refuses_a_missing_script():

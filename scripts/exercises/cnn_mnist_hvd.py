@@ -79,6 +79,9 @@ def main() -> None:
     # all ranks (allreduce) before every update.
     raise NotImplementedError("Exercise: write your solution here (see the hint above)")
     model = cnn.build_model(optimizer=optimizer)  # each rank starts from its own random weights
+    # Every rank creates its optimizer's variables now, alike: Horovod matches the tensors it
+    # broadcasts by name, and rank 0 restoring a checkpoint must not name them differently.
+    model.optimizer.build(model.trainable_variables)
 
     # Rank 0 resumes from its checkpoint, and tells the others how many epochs it holds.
     checkpoints = cnn.Checkpoints(model, cli.checkpoint_dir(args), fresh=args.fresh and rank == 0)
