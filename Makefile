@@ -17,6 +17,10 @@ export PATH := $(BIN):$(PATH)
 export LD_LIBRARY_PATH := $(VENV)/lib$(if $(LD_LIBRARY_PATH),:$(LD_LIBRARY_PATH))
 export I_MPI_ROOT := $(VENV)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
+# OpenVINO's converter and NNCF (notebook 01) report usage unless told otherwise: these are the
+# telemetry package's own switches, for every user of this install (see dlscale/dlboost.py).
+export CI := true
+export NNCF_CI := 1
 
 # Horovod has no wheels: it is built once against the pinned TensorFlow and Intel MPI, and the
 # wheel is kept outside the repository (keyed on those pins) so that no later set-up rebuilds it.
@@ -86,7 +90,8 @@ $(KERNEL_SPEC): $(STAMP_PACKAGE)
 	$(call step,[5/5] Registering the Jupyter kernel '$(KERNEL)' with MPI's PATH$(comma) LD_LIBRARY_PATH and I_MPI_ROOT)
 	$(BIN)/python -m ipykernel install --sys-prefix --name $(KERNEL) \
 	  --display-name "Python 3.11 (DL at Scale)" \
-	  --env PATH '$(BIN):$${PATH}' --env LD_LIBRARY_PATH '$(VENV)/lib' --env I_MPI_ROOT '$(VENV)'
+	  --env PATH '$(BIN):$${PATH}' --env LD_LIBRARY_PATH '$(VENV)/lib' --env I_MPI_ROOT '$(VENV)' \
+	  --env CI true --env NNCF_CI 1
 
 lab: setup
 	$(call step,Starting JupyterLab on 127.0.0.1: open the URL with the token printed below)

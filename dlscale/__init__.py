@@ -9,9 +9,11 @@ the exercises. Importing it is cheap: TensorFlow, Horovod and daal4py are import
 functions that need them.
 """
 
+from .dlboost import keep_offline
 from .env import quiet_tensorflow
 
 quiet_tensorflow()  # before anything imports TensorFlow: its log level is read when it loads
+keep_offline()  # before anything imports OpenVINO or NNCF: their telemetry stays off
 
 from .cpu import cpu_facts, usable_cores  # noqa: E402
 from .data import DataError, load_image, load_mnist, shard  # noqa: E402

@@ -26,6 +26,8 @@ from .env import ROOT, results_dir, shown
 from .experiments import (
     Run,
     cnn_onednn,
+    dlboost_isa_cap,
+    dlboost_settings,
     horovod_scaling,
     int8_settings,
     kmeans_layouts,
@@ -73,6 +75,40 @@ def summarize_int8(runs: list[Run], prefix: str) -> dict:
         "accuracy_change_points": 100 * (first["accuracy"]["int8"] - first["accuracy"]["fp32"]),
         "size_ratio": first["model_bytes"]["fp32"] / first["model_bytes"]["int8"],
     }
+
+
+def dlboost_runs(cores: int) -> list[Run]:
+    """Notebook 01's OpenVINO run with every core, and the same with DL Boost capped (if any)."""
+    capped = dlboost_isa_cap(cores)
+    return [dlboost_settings(cores)[0], *([capped] if capped else [])]
+
+
+def summarize_dlboost(runs: list[Run], prefix: str) -> dict:
+    from . import dlboost
+
+    m = runs[0].results(prefix)
+    summary = {}
+    for name, model in m["models"].items():
+        summary[name] = {f"{p}_over_fp32_batch{b}": model[f"{p}_over_fp32"][b]
+                         for p in m["precisions"] if p != "fp32" for b in model[f"{p}_over_fp32"]}
+        summary[name]["kernels"] = {p: dlboost.kernel_lines(model, p) for p in m["precisions"]}
+    cnn = m["models"].get("cnn")
+    if cnn:
+        accuracy = cnn["accuracy"]
+        summary["cnn"].update({f"{p}_accuracy_change_points": 100 * (accuracy[p] - accuracy["fp32"])
+                               for p in m["precisions"] if p != "fp32"})
+        summary["cnn"]["int8_all_layers_int8"] = cnn["int8_layers_all_int8"]
+    if m["skipped"]:  # precisions this CPU cannot run, and why
+        summary["skipped"] = m["skipped"]
+    if len(runs) > 1:
+        effect = dlboost.isa_cap_effect(m, runs[1].results(prefix))
+        summary["isa_cap"] = {"cap": effect["isa_cap"], "model": effect["model"], "batch": effect["batch"],
+                              "int8_capped_over_uncapped": effect["int8"]["capped_over_uncapped"],
+                              "fp32_capped_over_uncapped": effect["fp32"]["capped_over_uncapped"],
+                              "int8_implementations": effect.get("int8_implementations")}
+    else:
+        summary["isa_cap"] = "this CPU has no VNNI: no DL Boost to take away, not run"
+    return summary
 
 
 def summarize_onednn(runs: list[Run], prefix: str) -> dict:
@@ -150,6 +186,9 @@ ENTRIES = [
           launched(mpi_layouts, summarize_mpi_layouts, "bench_00")),
     Entry("int8_inference", "01", "MNIST CNN in TFLite: full INT8 vs FP32, batch 1 and 32",
           launched(int8_settings, summarize_int8, "bench_01")),
+    Entry("dlboost_inference", "01",
+          "OpenVINO: INT8 and BF16 over FP32 (CNN, ResNet-50), kernels, DL Boost capped",
+          launched(dlboost_runs, summarize_dlboost, "bench_01_dlboost")),
     Entry("onednn_threads", "02", "TensorFlow's kernels vs oneDNN; intra-op threads; ranks vs threads",
           launched(onednn_threads, summarize_onednn, "bench_02")),
     Entry("cnn_onednn", "03", "MNIST CNN: TensorFlow's kernels vs oneDNN, training and inference",
@@ -204,6 +243,8 @@ def speedups(measurements: dict) -> dict[str, float]:
     found = {}
     pick = {
         "int8_inference": ("INT8 / FP32, batch 1 (01)", lambda s: s["batch1_int8_over_fp32"]),
+        "dlboost_inference": ("OpenVINO INT8 / FP32, CNN batch 32 (01)",
+                              lambda s: s["cnn"]["int8_over_fp32_batch32"]),
         "onednn_threads": ("oneDNN / Eigen, CNN training step (02)", lambda s: s["onednn_train_speedup"]),
         "cnn_onednn": ("oneDNN / Eigen, MNIST training (03)", lambda s: s["train_speedup"]),
         "kmeans_daal4py": ("daal4py / scikit-learn K-Means (05)",

@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from .data import Mnist
-from .env import quick_mode
+from .data import Mnist, quick_test_images, scaled  # noqa: F401 (quick_test_images: shared)
 
 
 def configure_tensorflow(intra_op_threads: int, inter_op_threads: int = 1) -> dict:
@@ -40,6 +39,10 @@ def tensorflow_threads() -> dict:
             "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default")}
 
 
+def _mixed_precision() -> bool:
+    return tf.keras.mixed_precision.global_policy().name != "float32"
+
+
 def build_model(learning_rate: float = 1e-3, optimizer=None, data_format: str = "channels_last"):
     """conv 5x5x32 + ReLU + max-pool, conv 5x5x64 + ReLU + max-pool, dense 1024 + dropout, dense 10.
 
@@ -57,7 +60,8 @@ def build_model(learning_rate: float = 1e-3, optimizer=None, data_format: str = 
         layers.Flatten(name="flatten"),
         layers.Dense(1024, activation="relu", name="dense1"),
         layers.Dropout(0.4, name="dropout"),
-        layers.Dense(10, name="logits"),
+        # Under mixed_bfloat16 the logits (and so the loss) stay float32, as Keras recommends.
+        layers.Dense(10, name="logits", dtype="float32" if _mixed_precision() else None),
     ], name="workshop_cnn")
     model.compile(optimizer=optimizer or tf.keras.optimizers.Adam(learning_rate),
                   loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -90,18 +94,25 @@ def flops_per_image(model) -> int:
 TRAINING_FLOPS_FACTOR = 3  # backward pass: gradients for inputs and for weights, each ~ one forward
 
 
-def quick_test_images() -> int | None:
-    """How many test images the scripts evaluate: 256 in quick mode, all of them otherwise."""
-    return 256 if quick_mode() else None
-
-
 def as_inputs(mnist: Mnist, n_train: int | None = None, n_test: int | None = None):
     """(x_train, y_train, x_test, y_test) as float32 in [0, 1] with a channel axis, for Keras."""
-    def scale(x):
-        return (x.astype(np.float32) / 255.0)[..., None]
+    return (scaled(mnist.x_train[:n_train]), mnist.y_train[:n_train].astype(np.int32),
+            scaled(mnist.x_test[:n_test]), mnist.y_test[:n_test].astype(np.int32))
 
-    return (scale(mnist.x_train[:n_train]), mnist.y_train[:n_train].astype(np.int32),
-            scale(mnist.x_test[:n_test]), mnist.y_test[:n_test].astype(np.int32))
+
+def train_briefly(mnist: Mnist, epochs: int | None = None):
+    """The course's CNN trained for a quantization demo (notebook 01): a few epochs, batch 64.
+
+    Returns (model, x_train): the training images are the calibration set of the INT8 models.
+    """
+    from .cli import sized
+
+    epochs = epochs or sized(2, 1)
+    x_train, y_train, _, _ = as_inputs(mnist, sized(None, 2048))
+    print(f"training the course's CNN for the quantization demo ({epochs} epoch(s))...", flush=True)
+    model = build_model()
+    model.fit(x_train, y_train, batch_size=64, epochs=epochs, verbose=0)
+    return model, x_train
 
 
 def profile_training_step(model, x, y, top: int = 12) -> list[dict]:

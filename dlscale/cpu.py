@@ -143,3 +143,19 @@ def cpu_facts() -> dict:
         "fp32_flops_per_cycle": fp32_flops_per_cycle(),
         "dl_boost": dl_boost_summary(),
     }
+
+
+def isa_cap_below_dl_boost() -> tuple[str, str] | None:
+    """(ONEDNN_MAX_CPU_ISA value, what it takes away): the instruction set just below this CPU's
+    DL Boost INT8, so that the same INT8 model runs without VNNI; None on a CPU without VNNI.
+
+    oneDNN's names: AVX512_CORE is AVX-512 without VNNI (below AVX512_VNNI, which it calls
+    AVX512_CORE_VNNI); AVX2 is below AVX_VNNI (AVX2_VNNI). AMX and AVX512_BF16 sit above VNNI, so
+    the cap takes them away too.
+    """
+    has = isa()
+    if has["avx512_vnni"]:
+        return "AVX512_CORE", "AVX512_VNNI (and AVX512_BF16, AMX above it)"
+    if has["avx_vnni"]:
+        return "AVX2", "AVX_VNNI"
+    return None

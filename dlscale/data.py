@@ -117,6 +117,16 @@ def load_mnist(prefer_full: bool = True, verbose: bool = True) -> Mnist:
     return mnist
 
 
+def scaled(images: np.ndarray) -> np.ndarray:
+    """uint8 digits (n, 28, 28) as float32 in [0, 1] with a channel axis (n, 28, 28, 1)."""
+    return (images.astype(np.float32) / 255.0)[..., None]
+
+
+def quick_test_images() -> int | None:
+    """How many test images the scripts evaluate: 256 in quick mode, all of them otherwise."""
+    return 256 if quick_mode() else None
+
+
 def shard(n_items: int, rank: int, size: int, min_items: int = 1) -> slice:
     """Rank `rank` of `size`'s part of n_items: disjoint, covering everything, sizes differing by <= 1.
 

@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cpu, data
+from . import cpu, data, dlboost
 from .env import (
     ENVIRONMENT_FIX,
     ROOT,
@@ -79,6 +79,26 @@ def check_tensorflow() -> Check:
     ok = tf == "2.15.1" and (keras or "").startswith("2.")
     return Check("TensorFlow", ok, f"tensorflow {tf}, keras {keras}",
                  "" if ok else "the course needs TensorFlow 2.15.1 with Keras 2: " + SETUP_FIX)
+
+
+def check_openvino() -> Check:
+    """Notebook 01's DL Boost engine: OpenVINO's version, what its CPU plugin can run here, and
+    that its telemetry is off (dlscale.dlboost.OFFLINE_ENVIRONMENT)."""
+    ov_version, nncf_version = version("openvino"), version("nncf")
+    if ov_version is None or nncf_version is None:
+        return Check("OpenVINO", False, f"openvino {ov_version}, nncf {nncf_version}: not installed",
+                     "notebook 01 needs both: " + SETUP_FIX)
+    try:
+        facts = dlboost.openvino_facts()
+    except Exception as error:  # a broken install: say what, not a traceback
+        return Check("OpenVINO", False, f"openvino {ov_version} does not load: {error}", SETUP_FIX)
+    offline = all(os.environ.get(k) == v for k, v in dlboost.OFFLINE_ENVIRONMENT.items())
+    caps = ", ".join(facts["capabilities"])
+    return Check("OpenVINO", offline and "INT8" in facts["capabilities"],
+                 f"openvino {ov_version}, nncf {nncf_version}; CPU OPTIMIZATION_CAPABILITIES {caps}; "
+                 f"telemetry {'off' if offline else 'ON'}",
+                 "" if offline else "start the course through make, its kernel or tools/course_env.sh, "
+                 "which set " + " ".join(f"{k}={v}" for k, v in dlboost.OFFLINE_ENVIRONMENT.items()))
 
 
 # Runs in a fresh process per setting: TF reads TF_ENABLE_ONEDNN_OPTS once, at import.
@@ -210,7 +230,7 @@ def check_data() -> Check:
 
 def all_checks(launch: bool = True) -> list[Check]:
     """Every check; launch=False leaves out those that start processes (a few seconds instead of 20)."""
-    checks = [check_python(), check_environment(), *check_cpu(), check_tensorflow()]
+    checks = [check_python(), check_environment(), *check_cpu(), check_tensorflow(), check_openvino()]
     if launch:
         checks += [check_onednn(), check_horovod_build()]
     checks.append(check_mpirun())

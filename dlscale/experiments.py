@@ -168,3 +168,50 @@ def ranks_versus_threads(cores: int, prediction: float | None = None) -> dict:
         print(f"verdict: {gain}, as in notebook 02: the allreduce costs little at this model size "
               "and rank count.")
     return ratios
+
+
+DLBOOST_SCRIPT = "scripts/dlboost_inference.py"
+
+
+def dlboost_settings(cores: int) -> list[Run]:
+    """Notebook 01's OpenVINO runs: one stream with every core, one stream of one thread, and one
+    stream per core (multi-stream inference); each at batch 1 and 32, FP32, BF16 and INT8."""
+    return [Run(DLBOOST_SCRIPT, r, t, {"streams": r, "threads": t}, f"{r} stream(s) x {t} thread(s)")
+            for r, t in dict.fromkeys([(1, cores), (1, 1), (cores, 1)])]
+
+
+def dlboost_isa_cap(cores: int) -> Run | None:
+    """The same FP32 and INT8 models with every core, DL Boost taken away: ONEDNN_MAX_CPU_ISA set to
+    the level just below this CPU's VNNI (None on a CPU without VNNI: nothing to take away)."""
+    from .cpu import isa_cap_below_dl_boost
+
+    cap = isa_cap_below_dl_boost()
+    if cap is None:
+        return None
+    return Run(DLBOOST_SCRIPT, 1, cores, {"streams": 1, "threads": cores, "isa": cap[0].lower()},
+               f"capped at {cap[0]}", ("--precisions", "fp32", "int8"), {"ONEDNN_MAX_CPU_ISA": cap[0]})
+
+
+def bf16_training(cores: int) -> list[Run]:
+    """Notebook 01: the CNN trained with oneDNN in FP32, then with Keras' mixed_bfloat16 policy,
+    the same epochs and images from the same start."""
+    label = {"fp32": "FP32", "mixed_bfloat16": "BF16 (mixed)"}
+    return [Run("scripts/cnn_mnist.py", 1, cores, {"precision": p}, label[p],
+                ("--precision", p, "--fresh", "--epochs", sized(2, 1), "--train-images", training_images()),
+                {"TF_ENABLE_ONEDNN_OPTS": 1}, trains=True) for p in ("fp32", "mixed_bfloat16")]
+
+
+def bf16_training_trace(cores: int) -> dict:
+    """oneDNN's trace of a few BF16 training steps (ONEDNN_VERBOSE=1, a short run of its own, so
+    the timed runs are not slowed by it): convolution implementations and the data types they ran."""
+    from .onednn import parse_verbose
+
+    run = mpirun("scripts/cnn_mnist.py", "--precision", "mixed_bfloat16", "--fresh", "--epochs", 1,
+                 "--train-images", 128, "--checkpoint-dir", "checkpoints/01_bf16_trace",
+                 "--name", "01_bf16_trace",
+                 ranks=1, threads=cores, genv={"TF_ENABLE_ONEDNN_OPTS": 1, "ONEDNN_VERBOSE": 1},
+                 prepend_rank=False, echo=False, timeout=600)
+    info = parse_verbose("\n".join(run.output))
+    convs = [e for e in info["executions"] if e["primitive"] == "convolution"]
+    return {"isa": info["isa"], "implementations": sorted({e["implementation"] for e in convs}),
+            "data_types": sorted({kind for e in convs for kind in e["types"].values()})}

@@ -21,13 +21,18 @@ FIELDS = ["operation", "engine", "primitive", "implementation", "prop_kind", "me
 
 
 def parse_verbose(text: str) -> dict:
-    """{"version", "isa", "runtime", "executions": [one dict per executed primitive]}."""
-    info = {"version": None, "isa": None, "runtime": None, "executions": []}
+    """{"version", "isa", "runtime", "executions": [one dict per executed primitive], "created":
+    [the same for each primitive created, from ONEDNN_VERBOSE=2's creation lines]}."""
+    info = {"version": None, "isa": None, "runtime": None, "executions": [], "created": []}
     fields = FIELDS
     for line in text.splitlines():
         if not line.startswith("onednn_verbose,"):
             continue
         parts = line.split(",")[1:]
+        if parts[0].startswith("v") and parts[0][1:].isdigit():  # oneDNN >= 3.5 names its format: v1
+            parts = parts[1:]
+        if parts[:2] == ["primitive", "info"]:
+            parts = parts[1:]
         if parts[0] == "info":
             rest = ",".join(parts[1:])
             if rest.startswith("oneDNN v"):
@@ -36,25 +41,33 @@ def parse_verbose(text: str) -> dict:
                 info["isa"] = rest.removeprefix("cpu,isa:")
             elif rest.startswith("cpu,runtime:"):
                 info["runtime"] = rest.removeprefix("cpu,runtime:").split(",")[0]
-            elif rest.startswith("prim_template:"):  # the trace names its own columns
-                fields = rest.removeprefix("prim_template:").split(",")
+            elif rest.startswith(("prim_template:", "template:")):  # the trace names its own columns
+                fields = rest.split(":", 1)[1].split(",")
             continue
         if parts[0] == "primitive":  # oneDNN >= 3.4 prefixes the operation with its category
             parts = parts[1:]
-        if parts[0] != "exec" or len(parts) < len(fields):
+        kind = {"exec": "executions", "create": "created"}.get(parts[0].split(":")[0])
+        if kind is None or len(parts) < len(fields):
             continue
         row = dict(zip(fields, parts, strict=False))
         descriptors = row.get("memory_descriptors", "").split()
-        info["executions"].append({
+        info[kind].append({
             "primitive": row["primitive"],
             "implementation": row["implementation"] or "(library call)",
             "prop_kind": row["prop_kind"],
-            "formats": {d.split("_", 1)[0]: _layout(d) for d in descriptors},
+            "formats": {_tensor(d)[0]: _layout(d) for d in descriptors},
+            "types": {name: kind for name, kind in map(_tensor, descriptors)},
             "post_ops": re.findall(r"attr-post-ops:(\S+)", row.get("attributes", "")),
             "problem": row.get("problem_desc", ""),
             "ms": float(parts[-1]),
         })
     return info
+
+
+def _tensor(descriptor: str) -> tuple[str, str]:
+    """'src_f32::blocked:...' (oneDNN 3.x) or 'src:u8::blocked:...' (v1 traces) -> ('src', 'f32')."""
+    found = re.match(r"([a-z]+)[_:]([a-z0-9]+)", descriptor)
+    return (found.group(1), found.group(2)) if found else (descriptor, "?")
 
 
 def _layout(descriptor: str) -> str:

@@ -21,8 +21,8 @@ from .cpu import cpu_facts
 from .env import quick_mode, results_dir, shown
 from .rank import this_rank
 
-LIBRARIES = ("tensorflow-cpu", "keras", "horovod", "scikit-learn-intelex", "scikit-learn", "numpy",
-             "impi-rt", "mpi4py")
+LIBRARIES = ("tensorflow-cpu", "keras", "horovod", "openvino", "nncf", "scikit-learn-intelex",
+             "scikit-learn", "numpy", "impi-rt", "mpi4py")
 
 
 def library_versions() -> dict[str, str | None]:

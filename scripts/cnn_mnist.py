@@ -5,7 +5,8 @@
 Set TF_ENABLE_ONEDNN_OPTS=0 or 1 (e.g. `-genv TF_ENABLE_ONEDNN_OPTS=1`) to run TensorFlow's own
 kernels or oneDNN's. A checkpoint is saved after every epoch; a re-run resumes from the last one
 unless --fresh is given. Results (accuracy, learning curve, confusion matrix, images/s, GFLOP/s,
-optionally a profile of one training step) go to results/NAME.json.
+optionally a profile of one training step) go to results/NAME.json. --precision mixed_bfloat16
+trains with Keras' BF16 policy (oneDNN runs BF16 kernels where the CPU has AVX512_BF16 or AMX).
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from dlscale import cli
 
 
 def main() -> None:
-    args = cli.training_parser(__doc__, "cnn_mnist").parse_args()
+    p = cli.training_parser(__doc__, "cnn_mnist")
+    p.add_argument("--precision", choices=("fp32", "mixed_bfloat16"), default="fp32",
+                   help="fp32, or Keras' mixed_bfloat16 policy: BF16 compute, FP32 weights (notebook 01)")
+    args = p.parse_args()
     from dlscale.rank import start_rank
 
     _, size, threads = start_rank()  # before TensorFlow loads: it reads OMP_NUM_THREADS once
@@ -26,6 +30,8 @@ def main() -> None:
     from dlscale.results import write_results
 
     tf_info = cnn.configure_tensorflow(args.threads or threads, args.inter_threads)
+    if args.precision == "mixed_bfloat16":  # before the model is built: its layers take the policy
+        cnn.tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
     print(f"oneDNN {'on' if tf_info['onednn'] else 'off'}; {tf_info['intra_op_threads']} intra-op "
           f"and {tf_info['inter_op_threads']} inter-op thread(s)")
     x_train, y_train, x_test, y_test = cnn.as_inputs(load_mnist(), args.train_images, cnn.quick_test_images())
@@ -55,6 +61,7 @@ def main() -> None:
         "inference_gflops": results["inference_images_per_second"] * flops / 1e9,
         "peak_fp32_gflops": peak_fp32_gflops(tf_info["intra_op_threads"]),
         "tensorflow": tf_info, "batch_size": args.batch_size, "learning_rate": args.lr,
+        "precision": args.precision,
     }
     if args.profile:
         results["profile"] = cnn.profile_training_step(model, x_train[:args.batch_size],

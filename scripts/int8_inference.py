@@ -38,19 +38,16 @@ def build_tflite_models(args, mnist, workdir: Path) -> None:
     """Train (or load) the FP32 Keras model, then write fp32.tflite and int8.tflite."""
     import tensorflow as tf
 
-    from dlscale.cnn import as_inputs, build_model
+    from dlscale.cnn import as_inputs, train_briefly
     from dlscale.native import native_output
 
-    x_train, y_train, _, _ = as_inputs(mnist, cli.sized(None, 2048))
     if args.model:
         if not args.model.exists():
             raise SystemExit(f"error: no model file {args.model}")
         model = tf.keras.models.load_model(args.model)
+        x_train = as_inputs(mnist, cli.sized(None, 2048))[0]
     else:
-        epochs = cli.sized(2, 1)
-        print(f"training the course's CNN for the quantization demo ({epochs} epoch(s))...")
-        model = build_model()
-        model.fit(x_train, y_train, batch_size=64, epochs=epochs, verbose=0)
+        model, x_train = train_briefly(mnist)
     workdir.mkdir(parents=True, exist_ok=True)
     model.save(workdir / "model.keras")
     def calibration():  # the representative data set: real images, to measure activation ranges

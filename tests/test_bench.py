@@ -20,7 +20,7 @@ def test_bench_summarizes_the_results_files_it_ran(course_env):
     out = subprocess.run([sys.executable, "-m", "dlscale.bench"], cwd=ROOT, env=course_env,
                          capture_output=True, text=True, timeout=1800, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "[1/9] mpi_layouts" in out.stdout and "[9/9] horovod_fusion" in out.stdout
+    assert "[1/10] mpi_layouts" in out.stdout and "[10/10] horovod_fusion" in out.stdout
     results = results_dir()
     record = json.loads((results / f"benchmarks_{socket.gethostname()}.json").read_text())
     assert record["machine"]["quick_mode"] is True and record["machine"]["cpu"]["model"]
@@ -42,6 +42,10 @@ def test_bench_summarizes_the_results_files_it_ran(course_env):
     int8 = entries["int8_inference"]
     assert int8["summary"]["batch1_int8_over_fp32"] == measured(int8["results"][0])["int8_speedup"]
     assert int8["summary"]["size_ratio"] > 3.5  # 4 bytes per weight become 1
+    dlboost = entries["dlboost_inference"]
+    first = measured(dlboost["results"][0])["models"]
+    assert dlboost["summary"]["cnn"]["int8_over_fp32_batch32"] == first["cnn"]["int8_over_fp32"]["32"]
+    assert dlboost["summary"]["cnn"]["int8_all_layers_int8"] is True
     kmeans = entries["kmeans_daal4py"]
     assert kmeans["summary"]["sklearn_seconds"] == measured(kmeans["results"][0])["sklearn"]["seconds"]
     assert kmeans["summary"]["inertia_relative_difference"] < 1e-8
@@ -72,8 +76,8 @@ def test_the_reference_run_is_a_full_run_of_every_entry():
     assert reference, "benchmarks/reference/ should hold a full make bench run to compare with"
     for record in reference.values():
         assert record["machine"]["quick_mode"] is False and record["machine"]["cpu"]["model"]
-        assert list(record["measurements"]) == [entry.name for entry in bench.ENTRIES]
-        assert len(bench.speedups(record["measurements"])) == 6
+        assert list(record["measurements"]) == [e.name for e in bench.ENTRIES]
+        assert len(bench.speedups(record["measurements"])) == 7
     records = bench.benchmark_records()
     def run(record):
         return record["machine"]["hostname"], record["machine"]["timestamp"]

@@ -55,3 +55,10 @@ def test_report_prints_the_fix_only_for_failures():
     assert "fix: do this" in table
     assert [line.split()[1] for line in table.splitlines()[2:] if not line.startswith(" ")] == [
         "OK", "FAIL", "info"]
+
+
+def test_doctor_names_openvino_and_what_the_cpu_can_run():
+    check = doctor.check_openvino()
+    assert check.ok is True, check.detail
+    assert check.detail.startswith("openvino 2026.4.1, nncf 3.4.0; CPU OPTIMIZATION_CAPABILITIES ")
+    assert "FP32" in check.detail and "INT8" in check.detail and "telemetry off" in check.detail

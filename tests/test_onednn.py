@@ -58,3 +58,23 @@ def test_the_script_traces_and_measures_each_setting(in_course_env):
     assert any(r["primitive"] == "convolution" for r in traced["trace"]["summary"])
     assert "NHWC" in nchw["unsupported"] and nchw["train_images_per_second"] == 0  # Eigen: NHWC only
     assert len(nchw["per_rank"]) == 2
+
+
+def test_the_v1_trace_format_of_newer_onednn_is_read():
+    """oneDNN >= 3.5 (as in OpenVINO 2026) prefixes every line with its format version."""
+    trace = "\n".join([
+        "onednn_verbose,v1,info,oneDNN v3.13.0 (commit 1289c3b)",
+        "onednn_verbose,v1,info,cpu,isa:Intel AVX-512 with Intel DL Boost and bfloat16 support",
+        "onednn_verbose,v1,primitive,info,template:operation,engine,primitive,implementation,prop_kind,"
+        "memory_descriptors,attributes,auxiliary,problem_desc,exec_time",
+        "onednn_verbose,v1,primitive,exec,cpu,convolution,brg_conv_fwd:avx512_core_vnni,forward_inference,"
+        "src:u8::blocked:acdb::f0 wei:s8:a:blocked:Adcb16a::f0,attr-post-ops:eltwise_relu,"
+        "alg:convolution_direct,mb32_ic1oc32_ih28oh28kh5,0.05",
+        "onednn_verbose,v1,primitive,create:cache_miss,cpu,inner_product,brgemm:avx512_core_vnni,"
+        "forward_inference,src:u8::blocked:ab::f0 wei:s8:a:blocked:AB4b64a4b::f0,,,mb32ic3136oc1024,0.4"])
+    info = parse_verbose(trace)
+    assert info["version"] == "v3.13.0" and "DL Boost" in info["isa"]
+    [conv] = info["executions"]
+    assert conv["implementation"] == "brg_conv_fwd:avx512_core_vnni" and conv["ms"] == 0.05
+    [dense] = info["created"]  # ONEDNN_VERBOSE=2's creation lines, kept apart from the executions
+    assert dense["primitive"] == "inner_product" and dense["types"] == {"src": "u8", "wei": "s8"}

@@ -33,6 +33,8 @@ ALLOWED = {
     "4.6x": "the workshop's 2019 slide: 17.69 / 3.84",
     "4×": "INT8 is 1 byte to FP32's 4: VNNI's 4 multiply-adds per 32-bit lane, the workshop slide's "
           "'4× INT8 over FP32', the model's size",
+    "2x": "VPDPWSSD's two s16 x s16 products per 32-bit lane against FP32's one multiply-add: "
+          "the seed's '2x INT16 ops'",
     "3×": "a training step costs about 3 forward passes (forward, input and weight gradients)",
     "100%": "the definition of efficiency/peak, not a measurement",
     "30 dB": "the common PSNR rule of thumb for 8-bit images (the cell says it is not yours)",

@@ -23,13 +23,14 @@ def own_files(script: str, folder) -> list:
     return ["--fresh", "--checkpoint-dir", folder] if script in TRAINING else []
 
 
-TRAINING = {"cnn_mnist.py", "cnn_mnist_hvd.py", "int8_inference.py"}
+TRAINING = {"cnn_mnist.py", "cnn_mnist_hvd.py", "int8_inference.py", "dlboost_inference.py"}
 # The one vocabulary (dlscale.cli): each script and the shared options it takes.
 VOCABULARY = {
     "00_mpi_hello.py": {"--name"},
     "cnn_mnist.py": {"--name", "--batch-size", "--threads", "--inter-threads", "--checkpoint-dir"},
     "cnn_mnist_hvd.py": {"--name", "--batch-size", "--threads", "--inter-threads", "--checkpoint-dir"},
     "int8_inference.py": {"--name", "--batch-size", "--threads", "--checkpoint-dir"},
+    "dlboost_inference.py": {"--name", "--threads", "--checkpoint-dir"},  # --batch-sizes: a list
     "onednn_bench.py": {"--name", "--batch-size", "--threads", "--inter-threads", "--data-format"},
     "quantize_colors.py": {"--name", "--threads"},
     "tf_bench.py": {"--name", "--batch-size", "--threads", "--inter-threads", "--data-format"},
@@ -41,6 +42,9 @@ BAD_VALUES = [  # (script, option, value, what the error says)
     ("cnn_mnist.py", "--lr", "-1", "must be a number > 0, got -1"),
     ("cnn_mnist_hvd.py", "--crash-rank", "-1", "must be a rank number >= 0"),
     ("int8_inference.py", "--iterations", "-5", "must be a whole number > 0"),
+    ("dlboost_inference.py", "--resnet-image-size", "16", "must be 32 or more"),
+    ("dlboost_inference.py", "--batch-sizes", "0", "must be a whole number > 0, got 0"),
+    ("dlboost_inference.py", "--precisions", "int4", "invalid choice: 'int4'"),
     ("onednn_bench.py", "--data-format", "NCHW", "invalid choice: 'NCHW'"),
     ("quantize_colors.py", "--scale", "0", "must be a whole number > 0"),
     ("tf_bench.py", "--model", "alexnet", "invalid choice: 'alexnet'"),
