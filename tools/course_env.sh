@@ -16,4 +16,5 @@ export PATH="$VENV/bin:$PATH"
 export LD_LIBRARY_PATH="$VENV/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export I_MPI_ROOT="$VENV"
 # OpenVINO's and NNCF's telemetry off (notebook 01): the telemetry package's own switches.
-export CI=true NNCF_CI=1
+export CI=true
+export NNCF_CI=1
