@@ -33,6 +33,7 @@ from .experiments import (
     kmeans_layouts,
     mpi_layouts,
     onednn_threads,
+    roofline_layouts,
 )
 from .results import read_results, write_results
 
@@ -118,6 +119,15 @@ def summarize_onednn(runs: list[Run], prefix: str) -> dict:
             "train_images_per_second": {run.label: run.results(prefix)[rate] for run in runs[2:]}}
 
 
+def fraction_of_ceiling(gflops: float) -> dict:
+    """`gflops` as a fraction of the measured FP32 ceiling (the newest roofline record in the
+    results folder: make bench runs that entry first), or nothing where none was measured."""
+    from .roofline import last_measurement, roofs
+
+    found = last_measurement()
+    return {"fraction_of_measured_fp32_ceiling": gflops / roofs([found])["fp32"]} if found else {}
+
+
 def summarize_cnn_onednn(runs: list[Run], prefix: str) -> dict:
     off, on = (run.results(prefix) for run in runs)
     train, infer = "train_images_per_second", "inference_images_per_second"
@@ -127,7 +137,7 @@ def summarize_cnn_onednn(runs: list[Run], prefix: str) -> dict:
         "train_speedup": on[train] / off[train],
         "inference_speedup": on[infer] / off[infer],
         "train_gflops_on": on["train_gflops"],
-        "fraction_of_fp32_peak": on["train_gflops"] / on["peak_fp32_gflops"],
+        **fraction_of_ceiling(on["train_gflops"]),
     }
 
 
@@ -151,6 +161,21 @@ def summarize_kmeans(runs: list[Run], prefix: str) -> dict:
         "inertia_relative_difference":
             abs(single["sklearn"]["inertia"] - single["inertia"]) / single["inertia"],
     }
+
+
+def summarize_roofline(runs: list[Run], prefix: str) -> dict:
+    from .roofline import roofs
+
+    records = [{"measurements": run.results(prefix), "machine": {}} for run in runs]
+    first = records[0]["measurements"]
+
+    def layout(m: dict) -> dict:
+        return {**{p: c["aggregate_gflops"] for p, c in m["ceilings"].items()},
+                "triad_gb_per_s": m["triad"]["aggregate_gb_per_s"]}
+
+    return {"ceilings": roofs(records),
+            "by_layout": {run.label: layout(r["measurements"]) for run, r in zip(runs, records, strict=True)},
+            "nominal_fp32_gflops": first["nominal"]["fp32_gflops"], "skipped": first["skipped"]}
 
 
 def _tf_bench(cores: int) -> tuple[list[str], dict]:
@@ -182,6 +207,8 @@ def _fusion(cores: int) -> tuple[list[str], dict]:
 
 
 ENTRIES = [
+    Entry("roofline", "06", "measured ceilings: FP32/BF16/INT8 matrix multiplies, triad bandwidth",
+          launched(roofline_layouts, summarize_roofline, "bench_06_roofline")),
     Entry("mpi_layouts", "00", "matrix multiplies: ranks x threads layouts, oversubscription",
           launched(mpi_layouts, summarize_mpi_layouts, "bench_00")),
     Entry("int8_inference", "01", "MNIST CNN in TFLite: full INT8 vs FP32, batch 1 and 32",

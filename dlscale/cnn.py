@@ -246,12 +246,15 @@ class Checkpoints(tf.keras.callbacks.Callback):
         self.save(epoch)
 
 
+INFERENCE_BATCH = 256  # the batch the course's inference figures (and notebook 03's diagnostic) use
+
+
 def evaluate(model, x_test, y_test) -> dict:
     """Test accuracy, confusion matrix, the first misclassified images ([index, predicted digit]),
     and inference speed."""
-    model.predict(x_test[:256], batch_size=256, verbose=0)  # warm-up
+    model.predict(x_test[:INFERENCE_BATCH], batch_size=INFERENCE_BATCH, verbose=0)  # warm-up
     start = time.perf_counter()
-    logits = model.predict(x_test, batch_size=256, verbose=0)
+    logits = model.predict(x_test, batch_size=INFERENCE_BATCH, verbose=0)
     seconds = time.perf_counter() - start
     predicted = logits.argmax(axis=1)
     return {

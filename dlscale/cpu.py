@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import re
 
 # The ISA extensions the course talks about, as /proc/cpuinfo names them, with what each brings.
 ISA_FEATURES = {
@@ -93,20 +94,72 @@ def clock_ghz() -> float | None:
         return float(mhz) / 1000 if mhz else None
 
 
-def fp32_flops_per_cycle() -> int:
-    """FP32 FLOPs one core can finish per cycle, assuming two FMA units (most server cores).
+def cpu_identity(info: dict[str, str] | None = None) -> dict:
+    """What the CPU says it is: vendor, family and model numbers, model name and flags.
 
-    An FMA is 2 FLOPs per lane: AVX-512 has 16 FP32 lanes, AVX2 8. Without FMA, one add and
-    one multiply per cycle.
+    `info` is one processor's block of /proc/cpuinfo (default: this machine's). Inside a virtual
+    machine the model name may be only "AMD EPYC": the family and model numbers still tell.
     """
-    has = isa()
-    lanes = 16 if has["avx512f"] else 8
-    return 2 * lanes * 2 if has["fma"] else lanes * 2
+    info = _cpuinfo() if info is None else info
+
+    def number(key: str) -> int | None:
+        text = info.get(key, "").strip()
+        return int(text) if text.isdigit() else None
+
+    return {"vendor": info.get("vendor_id", ""), "family": number("cpu family"), "model": number("model"),
+            "model_name": info.get("model name", ""), "flags": set(info.get("flags", "").split())}
 
 
-# Multiply-accumulates (MACs) per cycle and core for each ISA level, assuming two vector units
-# (one AMX unit). A MAC is 2 operations. Without VNNI, an INT8 dot product of 4 pairs takes three
-# instructions (VPMADDUBSW, VPMADDWD, VPADDD); VNNI's VPDPBUSD does it in one.
+# Known microarchitectures and their FMA units: (name, vendor, family, model numbers, model-name
+# rule, FMA units per core, bits per unit). Sources: AMD's and Intel's optimization manuals.
+# A rule is a regular expression the model name must match; the first matching row wins, so a
+# family/model with SKUs that differ (Xeon Scalable 1st/2nd generation) lists its rules first and
+# leaves the rest unknown. Zen 4 runs AVX-512 on 256-bit units (two passes per instruction).
+MICROARCHITECTURES = [
+    ("AMD Zen 2", "AuthenticAMD", 0x17, [*range(0x30, 0x40), *range(0x60, 0x80)], None, 2, 256),
+    ("AMD Zen 3", "AuthenticAMD", 0x19, [*range(0x00, 0x10), *range(0x20, 0x60)], None, 2, 256),
+    ("AMD Zen 4", "AuthenticAMD", 0x19, [*range(0x10, 0x20), *range(0x60, 0x80), *range(0xA0, 0xB0)],
+     None, 2, 256),
+    ("Intel Haswell/Broadwell", "GenuineIntel", 6, [0x3C, 0x3F, 0x45, 0x46, 0x3D, 0x47, 0x4F, 0x56],
+     None, 2, 256),
+    ("Intel Skylake/Kaby/Coffee/Comet Lake (client)", "GenuineIntel", 6, [0x4E, 0x5E, 0x8E, 0x9E, 0xA5, 0xA6],
+     None, 2, 256),
+    ("Intel Xeon Scalable 1st/2nd gen (Platinum, Gold 6xxx, Gold 5122)", "GenuineIntel", 6, [0x55],
+     r"Platinum|Gold 6\d{3}|Gold 5122", 2, 512),
+    ("Intel Xeon Scalable 1st/2nd gen (Gold 5xxx, Silver, Bronze)", "GenuineIntel", 6, [0x55],
+     r"Gold 5\d{3}|Silver|Bronze", 1, 512),
+    # Gold and Platinum only: Silver and Bronze parts of these generations are left unknown.
+    ("Intel Ice Lake server", "GenuineIntel", 6, [0x6A, 0x6C], r"Platinum|Gold", 2, 512),
+    ("Intel Sapphire/Emerald Rapids", "GenuineIntel", 6, [0x8F, 0xCF], r"Platinum|Gold|CPU Max", 2, 512),
+]
+
+
+def microarchitecture(info: dict[str, str] | None = None) -> dict:
+    """{"name", "fma_units", "fma_bits"} of this CPU (or of a /proc/cpuinfo block `info`) from
+    MICROARCHITECTURES; name "unknown" and None for the rest when the table does not know it (a
+    Xeon whose VM hides the SKU, a CPU not in the table): never a guess."""
+
+    me = cpu_identity(info)
+    for name, vendor, family, models, rule, units, bits in MICROARCHITECTURES:
+        if (me["vendor"], me["family"]) == (vendor, family) and me["model"] in models \
+                and (rule is None or re.search(rule, me["model_name"])):
+            return {"name": name, "fma_units": units, "fma_bits": bits}
+    return {"name": "unknown", "fma_units": None, "fma_bits": None}
+
+
+def fp32_flops_per_cycle(info: dict[str, str] | None = None) -> int | None:
+    """FP32 FLOPs one core can finish per cycle: FMA units x FP32 lanes per unit x 2 (an FMA is a
+    multiply and an add); None when the microarchitecture is not in the table."""
+    arch = microarchitecture(info)
+    if arch["fma_units"] is None:
+        return None
+    return arch["fma_units"] * (arch["fma_bits"] // 32) * 2
+
+
+# Multiply-accumulates (MACs) per cycle and core for each ISA level, assuming two full-width vector
+# units (one AMX unit): the ratios between levels, not this CPU's figures (see microarchitecture()).
+# A MAC is 2 operations. Without VNNI, an INT8 dot product of 4 pairs takes three instructions
+# (VPMADDUBSW, VPMADDWD, VPADDD); VNNI's VPDPBUSD does it in one.
 ISA_LEVELS = [  # (name, flag that enables it, FP32 MACs, INT8 MACs)
     ("AVX2", "avx2", 2 * 8, 2 * 32 / 3),
     ("AVX_VNNI", "avx_vnni", 2 * 8, 2 * 32),
@@ -124,10 +177,13 @@ def peak_ops_per_cycle() -> list[dict]:
              "int8_over_fp32": int8 / fp32} for name, flag, fp32, int8 in ISA_LEVELS]
 
 
-def peak_fp32_gflops(cores: int | None = None) -> float | None:
-    """Theoretical FP32 peak of `cores` cores (default: all usable) at clock_ghz()."""
-    ghz = clock_ghz()
-    return None if ghz is None else fp32_flops_per_cycle() * ghz * (cores or usable_cores())
+def nominal_fp32_gflops(cores: int | None = None) -> float | None:
+    """The computed FP32 figure of `cores` cores (default: all usable): FLOPs per cycle from the
+    microarchitecture table x the nominal clock (clock_ghz()) x cores. None when the table does not
+    know this CPU. Computed, not measured: cores may run faster (boost) or slower (AVX-512 clock);
+    scripts/roofline.py measures the ceiling the course compares with."""
+    ghz, per_cycle = clock_ghz(), fp32_flops_per_cycle()
+    return None if ghz is None or per_cycle is None else per_cycle * ghz * (cores or usable_cores())
 
 
 def cpu_facts() -> dict:
@@ -140,6 +196,7 @@ def cpu_facts() -> dict:
         "logical_cpus": os.cpu_count(),
         "isa": isa(),
         "clock_ghz": clock_ghz(),
+        "microarchitecture": microarchitecture()["name"],
         "fp32_flops_per_cycle": fp32_flops_per_cycle(),
         "dl_boost": dl_boost_summary(),
     }

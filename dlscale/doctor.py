@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cpu, data, dlboost
+from . import cpu, data, dlboost, roofline
 from .env import (
     ENVIRONMENT_FIX,
     ROOT,
@@ -72,6 +72,24 @@ def check_cpu() -> list[Check]:
         Check("CPU", None, f"{cpu.cpu_model()}, {cpu.usable_cores()} usable cores; {flags}"),
         Check("DL Boost", None, cpu.dl_boost_summary()),
     ]
+
+
+def check_ceilings() -> Check:
+    """The two main roofs: the measured FP32 matrix-multiply ceiling and triad bandwidth from the
+    newest scripts/roofline.py record, else a sub-second NumPy estimate labelled as one."""
+    nominal = cpu.nominal_fp32_gflops()
+    beside = (f"; nominal FP32 {nominal:.0f} GFLOP/s (computed, {cpu.microarchitecture()['name']} at the "
+              f"nominal clock)" if nominal else "; nominal FP32 figure unknown for this CPU")
+    record = roofline.last_measurement()
+    if record:
+        found, machine = roofline.roofs([record]), record["machine"]
+        return Check("Ceilings", None, f"measured FP32 ceiling {found['fp32']:.0f} GFLOP/s, triad "
+                     f"{found['bandwidth_gb_per_s']:.1f} GB/s ({machine['ranks']} rank(s) x "
+                     f"{machine['threads_per_rank']} thread(s), {machine['timestamp'][:10]}){beside}")
+    guess = roofline.numpy_estimate()
+    return Check("Ceilings", None, f"estimate only (NumPy, one thread, under a second): FP32 "
+                 f"{guess['fp32_gflops']:.0f} GFLOP/s, triad {guess['triad_gb_per_s']:.1f} GB/s; "
+                 f"measure the ceilings with scripts/roofline.py (notebook 06){beside}")
 
 
 def check_tensorflow() -> Check:
@@ -230,7 +248,8 @@ def check_data() -> Check:
 
 def all_checks(launch: bool = True) -> list[Check]:
     """Every check; launch=False leaves out those that start processes (a few seconds instead of 20)."""
-    checks = [check_python(), check_environment(), *check_cpu(), check_tensorflow(), check_openvino()]
+    checks = [check_python(), check_environment(), *check_cpu(), check_ceilings(), check_tensorflow(),
+              check_openvino()]
     if launch:
         checks += [check_onednn(), check_horovod_build()]
     checks.append(check_mpirun())

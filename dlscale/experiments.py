@@ -106,6 +106,25 @@ def horovod_scaling(cores: int) -> list[Run]:
             for r, t in layouts(cores)]
 
 
+def horovod_settings(cores: int) -> list[Run]:
+    """Notebook 04's diagnostic: one rank per core with Horovod's and Intel MPI's defaults, then one
+    setting changed at a time (Horovod's cycle time, Intel MPI waiting instead of polling,
+    TensorFlow's inter-op threads; the script's default is 1), and one rank with every core as
+    the reference, run first and last."""
+    sizes = ("--fresh", "--epochs", sized(2, 1), "--train-images", sized(training_images(), 1024))
+    script = "scripts/cnn_mnist_hvd.py"
+    changed = [("default", "defaults", (), {}),
+               ("cycle10", "HOROVOD_CYCLE_TIME=10 ms", (), {"HOROVOD_CYCLE_TIME": 10}),
+               ("waitmode", "I_MPI_WAIT_MODE=1", (), {"I_MPI_WAIT_MODE": 1}),
+               ("inter2", "2 inter-op threads", ("--inter-threads", 2), {})]
+    reference = [Run(script, 1, cores, {"ranks": 1, "threads": cores, "setting": "reference", "run": i},
+                     f"1 x {cores} (reference, run {i})", sizes, trains=True) for i in (1, 2)]
+    return [reference[0],
+            *(Run(script, cores, 1, {"ranks": cores, "threads": 1, "setting": key}, f"{cores} x 1, {label}",
+                  sizes + args, genv, trains=True) for key, label, args, genv in changed),
+            reference[1]]  # first and last: how far it moves is the noise of the comparison
+
+
 def kmeans_scale() -> int:
     """Notebook 05: how many times the photo is tiled in each direction for the layout runs."""
     return sized(3, 1)
@@ -168,6 +187,13 @@ def ranks_versus_threads(cores: int, prediction: float | None = None) -> dict:
         print(f"verdict: {gain}, as in notebook 02: the allreduce costs little at this model size "
               "and rank count.")
     return ratios
+
+
+def roofline_layouts(cores: int) -> list[Run]:
+    """Notebook 06: the ceilings of the layouts the course uses, one rank with every core as
+    threads and one rank per core (the roof is the best of them)."""
+    return [Run("scripts/roofline.py", r, t, {"ranks": r, "threads": t}, f"{r} x {t}")
+            for r, t in dict.fromkeys([(1, cores), (cores, 1)])]
 
 
 DLBOOST_SCRIPT = "scripts/dlboost_inference.py"

@@ -53,6 +53,7 @@ def parse_verbose(text: str) -> dict:
         descriptors = row.get("memory_descriptors", "").split()
         info[kind].append({
             "primitive": row["primitive"],
+            "cache": parts[0].partition(":")[2] or None,  # a creation's cache_miss or cache_hit
             "implementation": row["implementation"] or "(library call)",
             "prop_kind": row["prop_kind"],
             "formats": {_tensor(d)[0]: _layout(d) for d in descriptors},

@@ -97,22 +97,29 @@ def int8_speed(runs: dict[str, dict]):
 
 # Notebooks 02 and 03 ----------------------------------------------------------------------------
 
-def kernels_compared(off: dict, on: dict, *, peak: bool = False):
+def kernels_compared(off: dict, on: dict, *, ceiling: float | None = None):
     """TensorFlow's own kernels (off) against oneDNN's (on): training and inference images/s, and
-    with peak=True the training GFLOP/s against the FP32 peak."""
+    with `ceiling` (the measured FP32 matrix-multiply ceiling, GFLOP/s) the training GFLOP/s
+    against it, the nominal figure beside it where the CPU's FMA layout is known."""
+    from .roofline import nominal_gflops
+
     labels = ["TensorFlow kernels", "oneDNN"]
-    fig, axes = _figure(1, 3 if peak else 2, figsize=(15 if peak else 12, 3.8))
+    fig, axes = _figure(1, 3 if ceiling else 2, figsize=(15 if ceiling else 12, 3.8))
     for ax, kind, what in ((axes[0], "train_images_per_second", "Training"),
                            (axes[1], "inference_images_per_second", "Inference")):
         bar_chart(labels, [off[kind], on[kind]], ax=ax, annotate="{:.0f}", ylabel="images/s",
                   title=f"{what}: {_ratio_words(on[kind], off[kind], 'oneDNN')}")
-    if peak:
-        fraction = on["train_gflops"] / on["peak_fp32_gflops"]
+    if ceiling:
+        fraction = on["train_gflops"] / ceiling
         bar_chart(labels, [off["train_gflops"], on["train_gflops"]], ax=axes[2], annotate="{:.0f}",
-                  ylabel="GFLOP/s", title=f"Training: oneDNN at {fraction:.0%} of the FP32 peak")
-        axes[2].axhline(on["peak_fp32_gflops"], color="red", linestyle="--")
-        axes[2].text(0.5, on["peak_fp32_gflops"], f"peak {on['peak_fp32_gflops']:.0f}", color="red",
-                     ha="center", va="bottom")
+                  ylabel="GFLOP/s", title=f"Training: oneDNN at {fraction:.0%} of the measured ceiling")
+        axes[2].axhline(ceiling, color="red", linestyle="--")
+        axes[2].text(0.5, ceiling, f"measured ceiling {ceiling:.0f}", color="red", ha="center", va="bottom")
+        nominal = nominal_gflops(on)
+        if nominal:
+            axes[2].axhline(nominal, color=GREY, linestyle=":")
+            axes[2].text(0.5, nominal, f"nominal (computed) {nominal:.0f}", color=GREY, ha="center",
+                         va="bottom")
     return fig
 
 
@@ -368,16 +375,19 @@ def _tf_bench_panel(ax, summary: dict, spread: bool = True) -> None:
     ax.margins(y=0.15)
 
 
-def tf_bench(summary: dict):
-    """The tf_bench table as a figure: images/s beside the workshop's, and the share of the peak."""
-    fig, (speed, peak) = _figure(1, 2, figsize=(14, 4))
-    _tf_bench_panel(speed, summary)
-    fractions = {name: row["train_gflops"] / row["peak_fp32_gflops"] for name, row in summary["rows"].items()}
-    bars = peak.bar(list(fractions), [100 * f for f in fractions.values()], color=BLUE)
-    peak.bar_label(bars, fmt="%.0f%%", padding=2)
-    peak_gflops = next(iter(summary["rows"].values()))["peak_fp32_gflops"]
-    peak.set(ylabel="% of the FP32 peak", ylim=(0, 100),
-             title=f"achieved / peak ({peak_gflops:.0f} GFLOP/s here)")
+def tf_bench(summary: dict, ceiling: float | None = None):
+    """The tf_bench table as a figure: images/s beside the workshop's, and each configuration's
+    share of the measured FP32 ceiling (`ceiling`, GFLOP/s; without one, that panel is left out)."""
+    fig, axes = _figure(1, 2 if ceiling else 1, figsize=(14 if ceiling else 8, 4), squeeze=False)
+    _tf_bench_panel(axes[0][0], summary)
+    if ceiling:
+        share = axes[0][1]
+        fractions = {name: row["train_gflops"] / ceiling for name, row in summary["rows"].items()}
+        bars = share.bar(list(fractions), [100 * f for f in fractions.values()], color=BLUE)
+        share.bar_label(bars, fmt="%.0f%%", padding=2)
+        top = max(100, *[100 * f for f in fractions.values()])
+        share.set(ylabel="% of the measured FP32 ceiling", ylim=(0, top),
+                  title=f"achieved / measured ceiling ({ceiling:.0f} GFLOP/s here)")
     fig.tight_layout()
     return fig
 
@@ -478,5 +488,46 @@ def bench_comparison(records: dict[str, dict]):
            title="The same optimizations, machine by machine")
     ax.legend(fontsize=8, loc="lower right")
     ax.margins(x=0.12)
+    fig.tight_layout()
+    return fig
+
+
+def roofline(found_roofs: dict, points: list[dict], machine: str = ""):
+    """The roofline: log-log GFLOP/s against FLOPs per byte, the bandwidth slope and the flat
+    FP32 / BF16 / INT8 roofs (as measured), and each workload (roofline.place) as a labelled point
+    with its fraction of the roof that bounds it."""
+    fig, ax = _figure(figsize=(10, 5.5))
+    bandwidth = found_roofs["bandwidth_gb_per_s"]
+    flat = {p: found_roofs[p] for p in ("fp32", "bf16", "int8") if p in found_roofs}
+    low = min([0.05, *[pt["intensity"] / 2 for pt in points]])
+    high = max([4 * max(flat.values()) / bandwidth, *[pt["intensity"] * 2 for pt in points]])
+    x = np.geomspace(low, high, 200)
+    styles = {"fp32": ("-", BLUE), "bf16": ("--", "#00a3e0"), "int8": (":", RED)}
+    for precision, roof in flat.items():
+        style, colour = styles[precision]
+        ax.loglog(x, np.minimum(roof, x * bandwidth), style, color=colour, lw=2,
+                  label=f"{precision.upper()} roof {roof:.0f} GFLOP/s")
+    ax.loglog(x, x * bandwidth, color=GREY, lw=0.8, alpha=0.6)
+    ax.text(x[10], x[10] * bandwidth * 1.3, f"memory {bandwidth:.1f} GB/s", color=GREY, rotation=30,
+            fontsize=8)
+    # Points are numbered beside the marker and named in a list in the empty upper left: points
+    # close together would make their labels collide.
+    named = []
+    for k, pt in enumerate(sorted(points, key=lambda pt: pt["intensity"]), start=1):
+        ax.loglog(pt["intensity"], pt["achieved_gflops"], "o", color="black")
+        ax.annotate(str(k), (pt["intensity"], pt["achieved_gflops"]), textcoords="offset points",
+                    xytext=(4, -11), fontsize=8, fontweight="bold")
+        named.append(f"{k}  {pt['label']}: {pt['fraction']:.0%} of its {pt['bound']} roof")
+    if named:
+        ax.text(0.02, 0.97, "\n".join(named), transform=ax.transAxes, va="top", fontsize=8,
+                bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": GREY, "alpha": 0.9})
+    ax.set(xlabel="arithmetic intensity (FLOPs per byte moved)", ylabel="GFLOP/s (measured)")
+    ridge = flat.get("fp32", max(flat.values())) / bandwidth
+    best = max(points, key=lambda pt: pt["fraction"]) if points else None
+    title = f"{machine}: FP32 ridge at {ridge:.0f} FLOPs/byte" + (
+        f"; closest to its roof: {best['label']} ({best['fraction']:.0%})" if best else "")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(True, which="both", alpha=0.2)
     fig.tight_layout()
     return fig

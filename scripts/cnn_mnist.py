@@ -26,7 +26,7 @@ def main() -> None:
         raise SystemExit(f"cnn_mnist.py trains on one rank, not {size}: launch it with -n 1, "
                          "or use cnn_mnist_hvd.py to train on several")
     from dlscale import cnn, load_mnist  # cnn imports TensorFlow
-    from dlscale.cpu import peak_fp32_gflops
+    from dlscale.cpu import nominal_fp32_gflops
     from dlscale.results import write_results
 
     tf_info = cnn.configure_tensorflow(args.threads or threads, args.inter_threads)
@@ -59,7 +59,7 @@ def main() -> None:
         "forward_flops_per_image": flops,
         "train_gflops": train_rate and train_rate * cnn.TRAINING_FLOPS_FACTOR * flops / 1e9,
         "inference_gflops": results["inference_images_per_second"] * flops / 1e9,
-        "peak_fp32_gflops": peak_fp32_gflops(tf_info["intra_op_threads"]),
+        "nominal_fp32_gflops": nominal_fp32_gflops(tf_info["intra_op_threads"]),
         "tensorflow": tf_info, "batch_size": args.batch_size, "learning_rate": args.lr,
         "precision": args.precision,
     }

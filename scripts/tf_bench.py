@@ -36,8 +36,9 @@ def main() -> int:
     import numpy as np
 
     from dlscale.cnn import TRAINING_FLOPS_FACTOR, configure_tensorflow, flops_per_image, tf
-    from dlscale.cpu import peak_fp32_gflops, physical_cores
+    from dlscale.cpu import nominal_fp32_gflops, physical_cores
     from dlscale.results import write_results
+    from dlscale.roofline import fp32_ceiling
 
     intra = threads if args.threads is None else args.threads  # 0: TensorFlow chooses
     tf_info = configure_tensorflow(intra, args.inter_threads)
@@ -102,7 +103,7 @@ def main() -> int:
     total = sum(rates)
     forward = flops_per_image(model)
     gflops = total * TRAINING_FLOPS_FACTOR * forward / 1e9
-    peak = peak_fp32_gflops(min(physical_cores(), size * threads))  # the cores this job was given
+    nominal = nominal_fp32_gflops(min(physical_cores(), size * threads))  # the cores this job was given
     result = {
         "model": args.model, "batch_size": args.batch_size, "image_size": side,
         "data_format": args.data_format, "num_batches": args.num_batches,
@@ -112,10 +113,13 @@ def main() -> int:
         "step_seconds_median": statistics.median(step_seconds), "step_seconds": step_seconds,
         "images_per_second": total, "images_per_second_per_rank": rates,
         "forward_gflops_per_image": forward / 1e9, "train_gflops": gflops,
-        "peak_fp32_gflops": peak,
+        "nominal_fp32_gflops": nominal,
     }
+    ceiling = fp32_ceiling()  # scripts/roofline.py's newest measurement, if any
     print(f"{size} rank(s): {total:.2f} img/s in all, {gflops:.0f} GFLOP/s"
-          + (f" ({100 * gflops / peak:.0f}% of the {peak:.0f} GFLOP/s FP32 peak)" if peak else ""))
+          + (f" ({gflops / ceiling:.0%} of the measured {ceiling:.0f} GFLOP/s FP32 ceiling)"
+             if ceiling else "")
+          + (f"; nominal FP32 figure {nominal:.0f} GFLOP/s (computed)" if nominal else ""))
     write_results(args.name, result, threads_per_rank=intra or threads)
     return 0
 

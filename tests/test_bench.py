@@ -20,7 +20,7 @@ def test_bench_summarizes_the_results_files_it_ran(course_env):
     out = subprocess.run([sys.executable, "-m", "dlscale.bench"], cwd=ROOT, env=course_env,
                          capture_output=True, text=True, timeout=1800, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "[1/10] mpi_layouts" in out.stdout and "[10/10] horovod_fusion" in out.stdout
+    assert "[1/11] roofline" in out.stdout and "[11/11] horovod_fusion" in out.stdout
     results = results_dir()
     record = json.loads((results / f"benchmarks_{socket.gethostname()}.json").read_text())
     assert record["machine"]["quick_mode"] is True and record["machine"]["cpu"]["model"]
@@ -116,7 +116,7 @@ def test_layout_and_scaling_summaries_compute_the_right_ratios(saved_results):
 def test_onednn_and_kmeans_summaries_compute_the_right_ratios(saved_results):
     onednn = bench.summarize_cnn_onednn(experiments.cnn_onednn(2), "saved_03")
     assert (onednn["train_speedup"], onednn["inference_speedup"]) == (2.5, 0.8)  # 500/200, 800/1000
-    assert onednn["fraction_of_fp32_peak"] == 50.0 / 200.0
+    assert "fraction_of_measured_fp32_ceiling" not in onednn  # no ceiling was measured there
     kmeans = bench.summarize_kmeans(experiments.kmeans_layouts(2), "saved_05")
     assert kmeans["daal4py_speedup_over_sklearn"] == 3.0 / 1.5
     assert kmeans["iterate_seconds_by_layout"] == {"1 x 2": 1.5, "2 x 1": 1.0, "4 x 1": 2.0}

@@ -37,7 +37,9 @@ def test_training_profiles_the_kernels_that_ran(in_course_env, tmp_path):
     assert record["tensorflow"]["onednn"] is True
     ops = [row["op"] for row in record["profile"]]
     assert any(op.startswith("_Mkl") for op in ops), ops  # oneDNN's kernels ran
-    assert record["train_gflops"] > 0 and record["peak_fp32_gflops"] > record["train_gflops"]
+    assert record["train_gflops"] > 0
+    nominal = record["nominal_fp32_gflops"]  # None where dlscale.cpu's table does not know the CPU
+    assert nominal is None or nominal > record["train_gflops"]
     assert sum(map(sum, record["confusion_matrix"])) == record["test_images"]
 
 

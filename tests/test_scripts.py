@@ -33,6 +33,7 @@ VOCABULARY = {
     "dlboost_inference.py": {"--name", "--threads", "--checkpoint-dir"},  # --batch-sizes: a list
     "onednn_bench.py": {"--name", "--batch-size", "--threads", "--inter-threads", "--data-format"},
     "quantize_colors.py": {"--name", "--threads"},
+    "roofline.py": {"--name", "--threads"},
     "tf_bench.py": {"--name", "--batch-size", "--threads", "--inter-threads", "--data-format"},
 }
 BAD_VALUES = [  # (script, option, value, what the error says)
@@ -48,6 +49,9 @@ BAD_VALUES = [  # (script, option, value, what the error says)
     ("onednn_bench.py", "--data-format", "NCHW", "invalid choice: 'NCHW'"),
     ("quantize_colors.py", "--scale", "0", "must be a whole number > 0"),
     ("tf_bench.py", "--model", "alexnet", "invalid choice: 'alexnet'"),
+    ("roofline.py", "--size", "0", "must be a whole number > 0, got 0"),
+    ("roofline.py", "--seconds", "-1", "must be a number > 0, got -1"),
+    ("roofline.py", "--precisions", "fp16", "invalid choice: 'fp16'"),
     *[(script, option, value, message) for script, options in VOCABULARY.items() for option in options
       for value, message in (("0", "must be a whole number > 0, got 0"), ("two", "expected a whole number"))
       if option in ("--batch-size", "--threads", "--inter-threads")

@@ -11,6 +11,8 @@ marked "Horovod step N"; they use Horovod's own API, the course's helpers do eve
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 
 from dlscale import cli
 
@@ -107,8 +109,12 @@ def main() -> None:
         def crash(*_):
             raise SystemExit(f"rank {rank} crashed on purpose (--crash-rank)")
         callbacks.append(tf.keras.callbacks.LambdaCallback(on_train_batch_end=crash))
+    cpu_start, wall_start = time.process_time(), time.perf_counter()
     history = model.fit(dataset, steps_per_epoch=steps, initial_epoch=first_epoch,
                         epochs=args.epochs, verbose=0, callbacks=callbacks)
+    # CPU seconds of all this rank's threads per second of training: more than its share of the
+    # cores means Horovod's background thread or MPI's polling compete with the kernels.
+    cores_busy = (time.process_time() - cpu_start) / (time.perf_counter() - wall_start)
 
     results = cnn.evaluate(model, x_test, y_test)
     digests = allgather_object(weights_digest(model))
@@ -132,6 +138,9 @@ def main() -> None:
         "progress_lines_per_rank": allgather_object(log.lines),
         "intra_op_threads_per_rank": allgather_object(tf_info["intra_op_threads"]),
         "threads_per_rank_planned": threads,
+        "cores_busy_per_rank": allgather_object(cores_busy),
+        # What Horovod and Intel MPI read from the environment at start-up, as this rank saw it.
+        "environment": {k: os.environ.get(k) for k in ("HOROVOD_CYCLE_TIME", "I_MPI_WAIT_MODE")},
         "distributed_optimizer_per_rank": allgather_object(cnn.averages_gradients(model.optimizer)),
         "tensorflow": tf_info,
     }
