@@ -122,10 +122,10 @@ def summarize_onednn(runs: list[Run], prefix: str) -> dict:
 def fraction_of_ceiling(gflops: float) -> dict:
     """`gflops` as a fraction of the measured FP32 ceiling (the newest roofline record in the
     results folder: make bench runs that entry first), or nothing where none was measured."""
-    from .roofline import last_measurement, roofs
+    from .roofline import fp32_ceiling
 
-    found = last_measurement()
-    return {"fraction_of_measured_fp32_ceiling": gflops / roofs([found])["fp32"]} if found else {}
+    ceiling = fp32_ceiling()
+    return {"fraction_of_measured_fp32_ceiling": gflops / ceiling} if ceiling else {}
 
 
 def summarize_cnn_onednn(runs: list[Run], prefix: str) -> dict:

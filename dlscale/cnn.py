@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from .data import Mnist, quick_test_images, scaled  # noqa: F401 (quick_test_images: shared)
+from .data import Mnist, scaled
 
 
 def configure_tensorflow(intra_op_threads: int, inter_op_threads: int = 1) -> dict:

@@ -2,7 +2,7 @@
 
     from dlscale import dlboost
     rows = dlboost.layer_kernels(compiled_model)    # Convolution / FullyConnected / MatMul layers
-    print(dlboost.kernel_table(rows))               # precision, kernel, and which unit ran it
+    dlboost.kernel_summary(rows)                    # grouped: precision, kernel, and which unit ran it
 
 Importing this module does not import OpenVINO (doctor and notebooks stay light). OpenVINO's
 runtime model names, for every layer, its type, the precision it ran at and the oneDNN kernel
@@ -98,14 +98,6 @@ def kernel_summary(rows: list[dict], isa_cap: str | None = None) -> list[dict]:
         groups[key] = groups.get(key, 0) + 1
     return [{"type": t, "precision": p, "kernel": k, "unit": u, "layers": n}
             for (t, p, k, u), n in groups.items()]
-
-
-def kernel_table(rows: list[dict], isa_cap: str | None = None) -> str:
-    """A learner-readable table: layers, type, precision, kernel and unit."""
-    lines = [f"{'layers':>6}  {'type':14}  {'precision':9}  {'kernel':24}  unit"]
-    for g in kernel_summary(rows, isa_cap):
-        lines.append(f"{g['layers']:>6}  {g['type']:14}  {g['precision']:9}  {g['kernel']:24}  {g['unit']}")
-    return "\n".join(lines)
 
 
 def all_int8(rows: list[dict]) -> bool:

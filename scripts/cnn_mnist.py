@@ -27,6 +27,7 @@ def main() -> None:
                          "or use cnn_mnist_hvd.py to train on several")
     from dlscale import cnn, load_mnist  # cnn imports TensorFlow
     from dlscale.cpu import nominal_fp32_gflops
+    from dlscale.data import quick_test_images
     from dlscale.results import write_results
 
     tf_info = cnn.configure_tensorflow(args.threads or threads, args.inter_threads)
@@ -34,7 +35,7 @@ def main() -> None:
         cnn.tf.keras.mixed_precision.set_global_policy("mixed_bfloat16")
     print(f"oneDNN {'on' if tf_info['onednn'] else 'off'}; {tf_info['intra_op_threads']} intra-op "
           f"and {tf_info['inter_op_threads']} inter-op thread(s)")
-    x_train, y_train, x_test, y_test = cnn.as_inputs(load_mnist(), args.train_images, cnn.quick_test_images())
+    x_train, y_train, x_test, y_test = cnn.as_inputs(load_mnist(), args.train_images, quick_test_images())
     model = cnn.build_model(args.lr)
     checkpoints = cnn.Checkpoints(model, cli.checkpoint_dir(args), fresh=args.fresh)
     first_epoch = checkpoints.restore()

@@ -42,6 +42,7 @@ def main() -> None:
     threads = args.threads or threads
     from dlscale import cnn, load_mnist, shard
     from dlscale.cnn import tf
+    from dlscale.data import quick_test_images
     from dlscale.results import write_results
     from dlscale.spmd import import_horovod
 
@@ -70,7 +71,7 @@ def main() -> None:
     # Each rank trains on its own, disjoint part of the data; every rank runs the same number of
     # steps per epoch (an allreduce waits for all ranks, so one extra step on one rank would hang).
     x_train, y_train, x_test, y_test = cnn.as_inputs(load_mnist(), args.train_images,
-                                                     cnn.quick_test_images())
+                                                     quick_test_images())
     mine = shard(len(x_train), rank, size, min_items=args.batch_size)
     steps = len(x_train) // size // args.batch_size
     dataset = (tf.data.Dataset.from_tensor_slices((x_train[mine], y_train[mine]))

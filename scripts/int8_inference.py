@@ -116,7 +116,8 @@ def main() -> None:
     from mpi4py import MPI
 
     from dlscale import load_mnist
-    from dlscale.cnn import as_inputs, quick_test_images
+    from dlscale.cnn import as_inputs
+    from dlscale.data import quick_test_images
     from dlscale.results import write_results
 
     threads = args.threads or threads
