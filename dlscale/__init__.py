@@ -4,7 +4,8 @@
 
 What runs inside a rank: rank (who am I, how many threads), cli (the scripts' options), data, cnn,
 spmd (Horovod and daal4py start-up), onednn, native. What launches and summarizes ranks: launch,
-experiments (the grids), results, plots, bench, tfbench, comms, doctor; exercises and grading for
+experiments (the grids), elastic (a disturbed Elastic Horovod job), strategy (TF_CONFIG from MPI
+ranks), results, plots, bench, tfbench, comms, doctor; exercises and grading for
 the exercises. Importing it is cheap: TensorFlow, Horovod and daal4py are imported only by the
 functions that need them.
 """

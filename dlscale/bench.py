@@ -20,7 +20,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import comms, plots, tfbench
+from . import comms, elastic, plots, tfbench
+from .cli import sized
 from .cpu import usable_cores
 from .env import ROOT, results_dir, shown
 from .experiments import (
@@ -28,6 +29,7 @@ from .experiments import (
     cnn_onednn,
     dlboost_isa_cap,
     dlboost_settings,
+    engines,
     horovod_scaling,
     int8_settings,
     kmeans_layouts,
@@ -206,6 +208,28 @@ def _fusion(cores: int) -> tuple[list[str], dict]:
         "fusion_off_over_default": fusion_off / default}
 
 
+def _after_horovod(cores: int) -> tuple[list[str], dict]:
+    """Notebook 07: Horovod vs MultiWorkerMirroredStrategy at one layout (each engine's best round),
+    and what one killed worker costs an elastic Horovod job."""
+    runs = engines(cores)
+    rates: dict[str, float] = {}
+    for run in runs:
+        run.launch("bench_07", echo=False, timeout=3600)
+        m = run.results("bench_07")
+        if not m["weights_identical"]:
+            raise RuntimeError(f"{run.label}: the workers ended with different weights")
+        rates[run.label] = max(rates.get(run.label, 0), m["train_images_per_second"])
+    name = "bench_07_elastic"
+    summary = elastic.run(name, kill_after_steps=sized(60, 25), regrow_after_steps=sized(40, 15),
+                          echo=False)["measurements"]["summary"]
+    kept = ("killed_at_step", "steps_repeated", "seconds_to_training_again", "seconds_to_grow",
+            "images_per_second_before", "images_per_second_during", "images_per_second_after")
+    return [*(run.name("bench_07") for run in runs), name], {
+        "train_images_per_second": rates,
+        "tfdistribute_over_horovod": rates["MultiWorkerMirroredStrategy"] / rates["Horovod"],
+        "elastic_one_failure": {key: summary.get(key) for key in kept}}
+
+
 ENTRIES = [
     Entry("roofline", "06", "measured ceilings: FP32/BF16/INT8 matrix multiplies, triad bandwidth",
           launched(roofline_layouts, summarize_roofline, "bench_06_roofline")),
@@ -229,6 +253,9 @@ ENTRIES = [
     Entry("mpi_collectives", "06",
           "IMB-MPI1 Allreduce, Reduce_scatter, Allgather, Alltoall over message sizes", _collectives),
     Entry("horovod_fusion", "06", "Horovod's fusion threshold and cycle time on a short MNIST run", _fusion),
+    Entry("after_horovod", "07",
+          "MNIST CNN: Horovod vs MultiWorkerMirroredStrategy; elastic Horovod's cost of one killed worker",
+          _after_horovod),
 ]
 
 
@@ -278,6 +305,8 @@ def speedups(measurements: dict) -> dict[str, float]:
                            lambda s: s["daal4py_speedup_over_sklearn"]),
         "tf_bench": ("optimized / default, ResNet-50 (06)", lambda s: s["optimized_over_default"]),
         "horovod_fusion": ("best / default Horovod fusion (06)", lambda s: s["best_over_default"]),
+        "after_horovod": ("MultiWorkerMirroredStrategy / Horovod (07)",
+                          lambda s: s["tfdistribute_over_horovod"]),
     }
     for entry, (label, get) in pick.items():
         if entry in measurements:

@@ -106,6 +106,21 @@ def horovod_scaling(cores: int) -> list[Run]:
             for r, t in layouts(cores)]
 
 
+ENGINES = {"horovod": ("Horovod", "scripts/cnn_mnist_hvd.py", ("--warmup-epochs", 0)),
+           "tfdistribute": ("MultiWorkerMirroredStrategy", "scripts/cnn_mnist_mwms.py", ())}
+
+
+def engines(cores: int) -> list[Run]:
+    """Notebook 07: the same training with Horovod and with TensorFlow's own collectives, at one
+    layout (2 ranks sharing the cores), alternated round by round so that both see the same
+    machine; Horovod's learning-rate warm-up is off, as the strategy script has none."""
+    threads = max(1, cores // 2)
+    # The speed is each run's fastest epoch: at least two, so that one is past TensorFlow's start-up.
+    sizes = ("--fresh", "--epochs", sized(3, 2), "--train-images", training_images())
+    return [Run(script, 2, threads, {"engine": key, "round": i}, label, sizes + extra, trains=True)
+            for i in range(1, sized(2, 1) + 1) for key, (label, script, extra) in ENGINES.items()]
+
+
 def horovod_settings(cores: int) -> list[Run]:
     """Notebook 04's diagnostic: one rank per core with Horovod's and Intel MPI's defaults, then one
     setting changed at a time (Horovod's cycle time, Intel MPI waiting instead of polling,

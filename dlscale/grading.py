@@ -47,3 +47,22 @@ def check_horovod_script(name: str) -> None:
     printed = [lines > 0 for lines in m["progress_lines_per_rank"]]
     check(printed, [True] + [False] * (ranks - 1), what="step 6: only rank 0 printed progress",
           hint="set verbose to hvd.rank() == 0")
+
+
+def check_strategy_script(name: str) -> None:
+    """Notebook 07's check: what each worker of the learner's MultiWorkerMirroredStrategy script recorded."""
+    from dlscale.results import read_results
+
+    m = read_results(name)["measurements"]
+    ranks = len(m["weights_digest_per_rank"])
+    check(m["workers"], ranks, what=f"step 2: the strategy joined all {ranks} workers that mpirun started",
+          hint="create tf.distribute.MultiWorkerMirroredStrategy after TF_CONFIG is set (step 1 did it)")
+    if m["lr_scaled"]:
+        check(round(m["learning_rate"] / m["base_learning_rate"], 9), ranks,
+              what=f"step 3: the learning rate is {ranks} x --lr",
+              hint="multiply args.lr by strategy.num_replicas_in_sync")
+    check(m["variables_mirrored_per_rank"], [True] * ranks,
+          what="step 4: every worker's model variables are mirrored by the strategy",
+          hint="build the model inside `with strategy.scope():`, so its variables are created there")
+    check(m["weights_identical"], True, what="after training, every worker holds exactly the same weights",
+          hint="variables created outside the scope are not kept in step")

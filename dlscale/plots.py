@@ -531,3 +531,61 @@ def roofline(found_roofs: dict, points: list[dict], machine: str = ""):
     ax.grid(True, which="both", alpha=0.2)
     fig.tight_layout()
     return fig
+
+
+# Notebook 07 ------------------------------------------------------------------------------------
+
+def elastic_timeline(measurements: dict):
+    """An elastic run disturbed on purpose: workers over time, the job's step counter (a rollback
+    shows as a step back), and throughput before, during and after the failure."""
+    events = sorted(measurements["timeline"], key=lambda e: e["t"])
+    summary = measurements["summary"]
+    t0 = events[0]["t"]
+    batches = [e for e in events if e["event"] == "batch"]
+    fig, axes = _figure(1, 3, figsize=(17, 3.8), gridspec_kw={"width_ratios": [3, 3, 2]})
+    hosts = list(dict.fromkeys(e["host"] for e in batches))
+    colours = dict(zip(hosts, (BLUE, "#e8a317", "#2ca02c", GREY), strict=False))
+    for host in hosts:
+        mine = [e for e in batches if e["host"] == host]
+        axes[0].scatter([e["t"] - t0 for e in mine], [hosts.index(host)] * len(mine), s=6,
+                        color=colours[host], label=host)
+        axes[1].scatter([e["t"] - t0 for e in mine], [e["steps_done"] for e in mine], s=6,
+                        color=colours[host], label=f"worker on {host}")
+    axes[0].set_yticks(range(len(hosts)), hosts)
+    axes[0].set(xlabel="seconds", title="Which host trained when (a dot per step)")
+    axes[0].set_ylim(-0.6, len(hosts) - 0.4)
+    commits = [e for e in events if e["event"] == "commit"]
+    axes[1].scatter([e["t"] - t0 for e in commits], [e["steps_done"] for e in commits], marker="|",
+                    s=80, color=RED, label="commit", zorder=3)
+    for event, style in (("killed a worker", "-"), ("host added to discovery", "--")):
+        for e in (e for e in events if e["event"] == event):
+            for ax in axes[:2]:
+                ax.axvline(e["t"] - t0, color=RED, ls=style, lw=1)
+            axes[0].text(e["t"] - t0, len(hosts) - 0.45, f" {event} ({e['host']})", color=RED, fontsize=8,
+                         va="top")
+    title = "Steps of the job"
+    if summary.get("resumed_at_step"):
+        title += (f": killed after step {summary['killed_at_step']}, "
+                  f"resumed at {summary['resumed_at_step']} ({summary['steps_repeated']} repeated)")
+    axes[1].set(xlabel="seconds", ylabel="steps done", title=title)
+    axes[1].legend(fontsize=8, loc="lower right")
+    phases = {f"{name}\n{summary.get('workers_' + name)} worker(s)": summary.get(f"images_per_second_{name}")
+              for name in ("before", "during", "after")}
+    phases = {k: v for k, v in phases.items() if v}
+    if phases:
+        bar_chart(phases, list(phases.values()), ax=axes[2], annotate="{:.0f}", ylabel="images/s",
+                  title="Throughput of the job")
+    fig.tight_layout()
+    return fig
+
+
+def engines(runs: dict[str, dict]):
+    """The same training with two engines at one layout: throughput, and accuracy after it."""
+    fig, axes = _figure(1, 2, figsize=(11, 3.6))
+    rates = {k: m["train_images_per_second"] for k, m in runs.items()}
+    fast, slow = max(rates, key=rates.get), min(rates, key=rates.get)
+    bar_chart(runs, list(rates.values()), ax=axes[0], annotate="{:.0f}", ylabel="training images/s",
+              title=f"{fast}: {rates[fast] / rates[slow]:.2f}x {slow}" if fast != slow else "Throughput")
+    bar_chart(runs, [m["test_accuracy"] for m in runs.values()], ax=axes[1], annotate="{:.3f}",
+              ylabel="test accuracy", title="Accuracy after the same images")
+    return fig

@@ -20,7 +20,7 @@ def test_bench_summarizes_the_results_files_it_ran(course_env):
     out = subprocess.run([sys.executable, "-m", "dlscale.bench"], cwd=ROOT, env=course_env,
                          capture_output=True, text=True, timeout=1800, check=False)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "[1/11] roofline" in out.stdout and "[11/11] horovod_fusion" in out.stdout
+    assert "[1/12] roofline" in out.stdout and "[12/12] after_horovod" in out.stdout
     results = results_dir()
     record = json.loads((results / f"benchmarks_{socket.gethostname()}.json").read_text())
     assert record["machine"]["quick_mode"] is True and record["machine"]["cpu"]["model"]
@@ -63,6 +63,11 @@ def test_bench_summarizes_the_results_files_it_ran(course_env):
                    and r["HOROVOD_CYCLE_TIME"] == 1.0)["train_images_per_second"]
     best = max(r["train_images_per_second"] for r in fusion["runs"])
     assert entries["horovod_fusion"]["summary"]["best_over_default"] == best / default
+    after = entries["after_horovod"]
+    engines = [measured(n) for n in after["results"][:-1]]
+    assert {m["engine"] if "engine" in m else "horovod" for m in engines} == {
+        "horovod", "tf.distribute.MultiWorkerMirroredStrategy"}
+    assert after["summary"]["elastic_one_failure"]["steps_repeated"] is not None
     table = (results / f"benchmarks_{socket.gethostname()}.md").read_text()
     assert "| cnn_onednn | 03 |" in table and "train_speedup" in table
     assert "| workshop, optimized | ResNet-50 | | 17.69 |" in table

@@ -16,6 +16,7 @@ from dlscale.launch import MPIRunError, mpirun
 pytestmark = pytest.mark.mpi
 SCRIPTS = sorted((ROOT / "scripts").glob("*.py"))
 SINGLE_RANK = {"cnn_mnist.py"}  # trains one model on one rank; its Horovod twin uses several
+HOROVODRUN = {"cnn_mnist_elastic.py"}  # started by horovodrun, not mpirun: tests/test_elastic.py runs it
 
 
 def own_files(script: str, folder) -> list:
@@ -23,12 +24,15 @@ def own_files(script: str, folder) -> list:
     return ["--fresh", "--checkpoint-dir", folder] if script in TRAINING else []
 
 
-TRAINING = {"cnn_mnist.py", "cnn_mnist_hvd.py", "int8_inference.py", "dlboost_inference.py"}
+TRAINING = {"cnn_mnist.py", "cnn_mnist_hvd.py", "cnn_mnist_mwms.py", "int8_inference.py",
+            "dlboost_inference.py"}
 # The one vocabulary (dlscale.cli): each script and the shared options it takes.
 VOCABULARY = {
     "00_mpi_hello.py": {"--name"},
     "cnn_mnist.py": {"--name", "--batch-size", "--threads", "--inter-threads", "--checkpoint-dir"},
     "cnn_mnist_hvd.py": {"--name", "--batch-size", "--threads", "--inter-threads", "--checkpoint-dir"},
+    "cnn_mnist_mwms.py": {"--name", "--batch-size", "--threads", "--inter-threads", "--checkpoint-dir"},
+    "cnn_mnist_elastic.py": {"--name", "--batch-size", "--threads"},
     "int8_inference.py": {"--name", "--batch-size", "--threads", "--checkpoint-dir"},
     "dlboost_inference.py": {"--name", "--threads", "--checkpoint-dir"},  # --batch-sizes: a list
     "onednn_bench.py": {"--name", "--batch-size", "--threads", "--inter-threads", "--data-format"},
@@ -42,6 +46,8 @@ BAD_VALUES = [  # (script, option, value, what the error says)
     ("cnn_mnist.py", "--epochs", "0", "must be a whole number > 0"),
     ("cnn_mnist.py", "--lr", "-1", "must be a number > 0, got -1"),
     ("cnn_mnist_hvd.py", "--crash-rank", "-1", "must be a rank number >= 0"),
+    ("cnn_mnist_elastic.py", "--batches-per-commit", "0", "must be a whole number > 0, got 0"),
+    ("cnn_mnist_mwms.py", "--connect-timeout", "-1", "must be a number > 0, got -1"),
     ("int8_inference.py", "--iterations", "-5", "must be a whole number > 0"),
     ("dlboost_inference.py", "--resnet-image-size", "16", "must be 32 or more"),
     ("dlboost_inference.py", "--batch-sizes", "0", "must be a whole number > 0, got 0"),
@@ -85,7 +91,7 @@ def test_bad_values_get_one_clear_line(script, option, value, message):
     assert message in out.stderr, out.stderr
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+@pytest.mark.parametrize("script", [s for s in SCRIPTS if s.name not in HOROVODRUN], ids=lambda p: p.name)
 def test_script_runs_under_mpirun_in_quick_mode(script, in_course_env, tmp_path):
     """Every script, launched as the notebooks launch it: 2 ranks (1 for single-rank scripts)."""
     name, ranks = f"test_{script.stem}", 1 if script.name in SINGLE_RANK else 2
