@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import glob
+import hashlib
 import os
 import shutil
 import tempfile
@@ -198,6 +199,14 @@ class AfterFirstStep(tf.keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self.value is None:
             self.value = self.measure(self.model)
+
+
+def weights_digest(model) -> str:
+    """A fingerprint of every weight, to show whether all ranks (workers) hold the same model."""
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(weight.tobytes())
+    return digest.hexdigest()[:16]
 
 
 def averages_gradients(optimizer) -> bool:

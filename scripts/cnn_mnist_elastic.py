@@ -14,20 +14,12 @@ notebook can draw who trained what, and when, even for a worker that was killed.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import time
 from pathlib import Path
 
 from dlscale import cli
-
-
-def weights_digest(model) -> str:
-    digest = hashlib.sha256()
-    for weight in model.get_weights():
-        digest.update(weight.tobytes())
-    return digest.hexdigest()[:16]
 
 
 def main() -> None:
@@ -124,7 +116,7 @@ def main() -> None:
     train(state)
     seconds = time.perf_counter() - start
     results = cnn.evaluate(model, x_test, y_test)
-    digests = allgather_object(weights_digest(model))
+    digests = allgather_object(cnn.weights_digest(model))
     timeline.record("done", rank=hvd.rank(), size=hvd.size(), epoch=state.epoch, steps_done=state.steps_done)
     if hvd.rank() == 0:
         results |= {

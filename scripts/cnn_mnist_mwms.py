@@ -11,17 +11,9 @@ steps that differ from cnn_mnist_hvd.py are marked "Strategy step N".
 
 from __future__ import annotations
 
-import hashlib
 import time
 
 from dlscale import cli
-
-
-def weights_digest(model) -> str:
-    digest = hashlib.sha256()
-    for weight in model.get_weights():
-        digest.update(weight.tobytes())
-    return digest.hexdigest()[:16]
 
 
 def main() -> None:
@@ -121,7 +113,7 @@ def main() -> None:
 
     results = cnn.evaluate(model, x_test, y_test)
     comm = MPI.COMM_WORLD
-    digests = comm.allgather(weights_digest(model))
+    digests = comm.allgather(cnn.weights_digest(model))
     rate = steps * args.batch_size * workers / min(log.seconds) if log.seconds else None
     mirrored = all(isinstance(v, tf.distribute.DistributedValues) for v in model.trainable_variables)
     results |= {
