@@ -48,8 +48,9 @@ def main() -> None:
     tf.config.threading.set_inter_op_parallelism_threads(args.inter_threads)
 
     # Strategy step 2: create the strategy (Horovod: hvd.init()). It reads TF_CONFIG, starts this
-    # worker's server and waits for the others; use the RING implementation of its collectives
-    # (tf.distribute.experimental.CommunicationOptions), the algorithm Horovod's allreduce uses.
+    # worker's server and waits for the others. Ask for the RING implementation of its collectives
+    # (tf.distribute.experimental.CommunicationOptions), the ring drawn in notebook 04, or leave
+    # the choice to TensorFlow.
     ### BEGIN SOLUTION
     strategy = tf.distribute.MultiWorkerMirroredStrategy(
         communication_options=tf.distribute.experimental.CommunicationOptions(
@@ -81,13 +82,18 @@ def main() -> None:
     lr = args.lr if args.no_lr_scaling else args.lr * strategy.num_replicas_in_sync
     ### END SOLUTION
 
-    # Strategy step 4: build and compile the model inside `with strategy.scope():` (it replaces
-    # Horovod's DistributedOptimizer and the broadcast: variables created in the scope are mirrored
-    # on every worker, start from worker 0's values, and their gradients are summed over workers).
+    # Strategy step 4: build and compile the model, cnn.build_model(lr), inside `with
+    # strategy.scope():` (it replaces Horovod's DistributedOptimizer and the broadcast: variables
+    # created in the scope are mirrored on every worker, start from worker 0's values, and their
+    # gradients are summed over workers, of a loss Keras divides by the global batch: an average).
     ### BEGIN SOLUTION
     with strategy.scope():
         model = cnn.build_model(lr)
     ### END SOLUTION
+    if not all(isinstance(v, tf.distribute.DistributedValues) for v in model.trainable_variables):
+        parser.exit(1, "Strategy step 4: the model's variables were created outside strategy.scope(), so "
+                       "they are not mirrored (fit() would fail with 'PerReplica' inputs): build the model "
+                       "inside `with strategy.scope():`\n")
     # Keras 2.15 would add up the metrics of all workers (an accuracy of 1.9 on two workers):
     # report the first worker's, as Horovod's MetricAverageCallback reports their average.
     model.distribute_reduction_method = "first"

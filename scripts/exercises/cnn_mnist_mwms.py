@@ -48,8 +48,9 @@ def main() -> None:
     tf.config.threading.set_inter_op_parallelism_threads(args.inter_threads)
 
     # Strategy step 2: create the strategy (Horovod: hvd.init()). It reads TF_CONFIG, starts this
-    # worker's server and waits for the others; use the RING implementation of its collectives
-    # (tf.distribute.experimental.CommunicationOptions), the algorithm Horovod's allreduce uses.
+    # worker's server and waits for the others. Ask for the RING implementation of its collectives
+    # (tf.distribute.experimental.CommunicationOptions), the ring drawn in notebook 04, or leave
+    # the choice to TensorFlow.
     raise NotImplementedError("Exercise: write your solution here (see the hint above)")
     workers = strategy.num_replicas_in_sync  # one replica per worker on CPUs (hvd.size())
     rank = strategy.cluster_resolver.task_id  # this worker's index (hvd.rank())
@@ -75,10 +76,15 @@ def main() -> None:
     # --no-lr-scaling), as in Horovod step 3: each step averages gradients over workers x batch.
     raise NotImplementedError("Exercise: write your solution here (see the hint above)")
 
-    # Strategy step 4: build and compile the model inside `with strategy.scope():` (it replaces
-    # Horovod's DistributedOptimizer and the broadcast: variables created in the scope are mirrored
-    # on every worker, start from worker 0's values, and their gradients are summed over workers).
+    # Strategy step 4: build and compile the model, cnn.build_model(lr), inside `with
+    # strategy.scope():` (it replaces Horovod's DistributedOptimizer and the broadcast: variables
+    # created in the scope are mirrored on every worker, start from worker 0's values, and their
+    # gradients are summed over workers, of a loss Keras divides by the global batch: an average).
     raise NotImplementedError("Exercise: write your solution here (see the hint above)")
+    if not all(isinstance(v, tf.distribute.DistributedValues) for v in model.trainable_variables):
+        parser.exit(1, "Strategy step 4: the model's variables were created outside strategy.scope(), so "
+                       "they are not mirrored (fit() would fail with 'PerReplica' inputs): build the model "
+                       "inside `with strategy.scope():`\n")
     # Keras 2.15 would add up the metrics of all workers (an accuracy of 1.9 on two workers):
     # report the first worker's, as Horovod's MetricAverageCallback reports their average.
     model.distribute_reduction_method = "first"
