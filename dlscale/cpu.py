@@ -6,6 +6,7 @@ import functools
 import os
 import platform
 import re
+from pathlib import Path
 
 # The ISA extensions the course talks about, as /proc/cpuinfo names them, with what each brings.
 ISA_FEATURES = {
@@ -58,14 +59,66 @@ def physical_cores() -> int:
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
+def _cgroup_folders(proc: Path = Path("/proc/self")) -> list[tuple[str, list[Path]]]:
+    """("v1" or "v2", [its folder, its parent, ... up to the mount]) for this process's cgroups
+    that can hold a CPU limit: the v1 hierarchy with the cpu controller, and the v2 (unified)
+    one, found through /proc/self/cgroup and where /proc/self/mountinfo mounts each."""
+    try:
+        memberships = (proc / "cgroup").read_text().splitlines()
+        mounts = (proc / "mountinfo").read_text().splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in memberships:
+        hierarchy, controllers, path = line.split(":", 2)
+        version = "v2" if hierarchy == "0" else "v1"
+        if version == "v1" and "cpu" not in controllers.split(","):
+            continue
+        for mount in mounts:
+            fields, _, tail = mount.partition(" - ")
+            fstype, _, options = (tail.split() + ["", "", ""])[:3]
+            root, point = fields.split()[3:5]
+            wanted = fstype == "cgroup2" if version == "v2" else (
+                fstype == "cgroup" and "cpu" in options.split(","))
+            if wanted and (path + "/").startswith(root.rstrip("/") + "/"):
+                inside = Path(path[len(root.rstrip("/")):].lstrip("/"))
+                levels = [Path(point) / inside, *(Path(point) / p for p in inside.parents)]
+                found.append((version, levels))
+    return found
+
+
+def cpu_quota(proc: Path = Path("/proc/self")) -> float | None:
+    """The CPUs this process's cgroup may keep busy (cgroup v2 `cpu.max`, v1 `cpu.cfs_quota_us` /
+    `cpu.cfs_period_us`), the tightest of its cgroup and their parents; None when unlimited.
+
+    A quota is not an affinity: a learner limited to 2 CPUs of a 64-core server still sees 64
+    cores in os.sched_getaffinity, and 64 threads would then take turns on 2 CPUs' worth of time.
+    """
+    limits = []
+    for version, levels in _cgroup_folders(proc):
+        for level in levels:
+            try:
+                if version == "v2":
+                    quota, _, period = (level / "cpu.max").read_text().partition(" ")
+                else:
+                    quota = (level / "cpu.cfs_quota_us").read_text()
+                    period = (level / "cpu.cfs_period_us").read_text()
+            except OSError:  # no such controller at this level
+                continue
+            if quota.strip() not in ("max", "-1") and int(period) > 0:
+                limits.append(int(quota) / int(period))
+    return min(limits) if limits else None
+
+
 def usable_cores() -> int:
-    """Physical cores this process may run on: fewer than the machine's inside a container or an
-    MPI rank that Intel MPI pinned to its own cores."""
+    """Physical cores this process may use: fewer than the machine's inside a container, in an
+    MPI rank that Intel MPI pinned to its own cores, or under a CPU quota (a hub's share)."""
     try:
         allowed = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         allowed = os.cpu_count() or 1
-    return max(1, min(allowed, physical_cores()))
+    quota = cpu_quota()
+    return max(1, min(allowed, physical_cores(), int(quota) if quota else allowed))
 
 
 def dl_boost_summary() -> str:

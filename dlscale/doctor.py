@@ -42,6 +42,12 @@ class Check:
     fix: str = ""
 
 
+
+def _quota_note() -> str:
+    """What limits this learner's share of the machine, when something does."""
+    quota = cpu.cpu_quota()
+    return f" (a CPU quota of {quota:g} CPUs of {os.cpu_count()})" if quota else ""
+
 def version(package: str) -> str | None:
     try:
         return metadata.version(package)
@@ -69,7 +75,7 @@ def check_cpu() -> list[Check]:
              "avx_vnni": "AVX_VNNI", "amx_tile": "AMX"}
     flags = ", ".join(f"{label} {'yes' if has[key] else 'no'}" for key, label in names.items())
     return [
-        Check("CPU", None, f"{cpu.cpu_model()}, {cpu.usable_cores()} usable cores; {flags}"),
+        Check("CPU", None, f"{cpu.cpu_model()}, {cpu.usable_cores()} usable cores{_quota_note()}; {flags}"),
         Check("DL Boost", None, cpu.dl_boost_summary()),
     ]
 
