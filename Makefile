@@ -33,6 +33,8 @@ STAMP_STACK := $(VENV)/.stack-installed
 STAMP_HOROVOD := $(VENV)/.horovod-installed
 STAMP_PACKAGE := $(VENV)/.dlscale-installed
 KERNEL_SPEC := $(VENV)/share/jupyter/kernels/$(KERNEL)/kernel.json
+LAB_OFFLINE := $(VENV)/etc/jupyter/jupyter_server_config.d/dl-at-scale-offline.json
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 
 comma := ,
 step = @printf '\n\033[1m==> %s\033[0m\n' "$(1)"
@@ -50,7 +52,7 @@ help:
 	@echo "make exercises  regenerate notebooks/ from solutions/"
 	@echo "make clean      remove results and caches (keeps the venv); distclean also removes .venv"
 
-setup: $(STAMP_STACK) $(STAMP_HOROVOD) $(STAMP_PACKAGE) $(KERNEL_SPEC)
+setup: $(STAMP_STACK) $(STAMP_HOROVOD) $(STAMP_PACKAGE) $(KERNEL_SPEC) $(LAB_OFFLINE)
 
 $(VENV)/bin/python:
 	$(call step,[1/5] Creating the virtual environment in .venv with $(PYTHON))
@@ -92,6 +94,15 @@ $(KERNEL_SPEC): $(STAMP_PACKAGE)
 	  --display-name "Python 3.11 (DL at Scale)" \
 	  --env PATH '$(BIN):$${PATH}' --env LD_LIBRARY_PATH '$(VENV)/lib' --env I_MPI_ROOT '$(VENV)' \
 	  --env CI true --env NNCF_CI 1
+
+# JupyterLab fetches news and checks for updates on the internet unless told not to: an offline
+# room would be asked "get notified about official Jupyter news?" and then wait on the network.
+$(LAB_OFFLINE): $(STAMP_STACK)
+	@mkdir -p $(@D) $(dir $(LAB_SETTINGS))
+	@echo '{"LabApp": {"news_url": null, "check_for_updates_class": "jupyterlab.NeverCheckForUpdate"}}' > $@
+	@echo '{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}' \
+	  > $(LAB_SETTINGS)
+	@echo "JupyterLab: news and update checks off (nothing fetched from the internet)"
 
 lab: setup
 	$(call step,Starting JupyterLab on 127.0.0.1: open the URL with the token printed below)

@@ -79,6 +79,16 @@ def test_lab_answers_with_a_token_and_lists_the_course_kernel(lab):
     assert spec["env"]["I_MPI_ROOT"] == sys.prefix
 
 
+def test_lab_fetches_no_news_and_checks_no_updates(lab):
+    """An offline room: no "get notified about official Jupyter news?" question, nothing fetched."""
+    base, token = lab
+    status, body = get(f"{base}/lab/api/settings/@jupyterlab/apputils-extension:notification?token={token}")
+    defaults = {k: v["default"] for k, v in json.loads(body)["schema"]["properties"].items()}
+    assert status == 200 and defaults["fetchNews"] == "false" and defaults["checkForUpdates"] is False
+    status, body = get(f"{base}/lab/api/news?token={token}")
+    assert status == 200 and json.loads(body)["news"] == []  # the server has no feed to fetch
+
+
 def test_lab_renders_in_a_real_browser(lab, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
