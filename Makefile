@@ -33,7 +33,7 @@ STAMP_STACK := $(VENV)/.stack-installed
 STAMP_HOROVOD := $(VENV)/.horovod-installed
 STAMP_PACKAGE := $(VENV)/.dlscale-installed
 KERNEL_SPEC := $(VENV)/share/jupyter/kernels/$(KERNEL)/kernel.json
-LAB_OFFLINE := $(VENV)/etc/jupyter/jupyter_server_config.d/dl-at-scale-offline.json
+LAB_OFFLINE := $(VENV)/etc/jupyter/jupyter_server_config.py
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
 
 comma := ,
@@ -99,7 +99,9 @@ $(KERNEL_SPEC): $(STAMP_PACKAGE)
 # room would be asked "get notified about official Jupyter news?" and then wait on the network.
 $(LAB_OFFLINE): $(STAMP_STACK)
 	@mkdir -p $(@D) $(dir $(LAB_SETTINGS))
-	@echo '{"LabApp": {"news_url": null, "check_for_updates_class": "jupyterlab.NeverCheckForUpdate"}}' > $@
+	@printf '%s\n' "# Written by the course's Makefile: JupyterLab fetches nothing from the internet." \
+	  "c.LabApp.news_url = None  # (JSON's null is not taken for None here: a Python file)" \
+	  'c.LabApp.check_for_updates_class = "jupyterlab.NeverCheckForUpdate"' > $@
 	@echo '{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}' \
 	  > $(LAB_SETTINGS)
 	@echo "JupyterLab: news and update checks off (nothing fetched from the internet)"
