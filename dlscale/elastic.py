@@ -21,6 +21,7 @@ import json
 import os
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -234,10 +235,12 @@ def summarize(timeline: list[dict], batch_size: int) -> dict:
                "workers_at_start": steps[0]["size"] if steps else None}
 
     def rate(batch_events) -> float | None:
-        if len(batch_events) < 3:
+        """Images per second while training: the job's images per step over the median time
+        between steps (the pauses at epoch ends and resets are left out; they are counted apart)."""
+        gaps = [b["t"] - a["t"] for a, b in zip(batch_events, batch_events[1:], strict=False)]
+        if len(gaps) < 2 or statistics.median(gaps) <= 0:
             return None
-        seconds = batch_events[-1]["t"] - batch_events[0]["t"]
-        return sum(batch_size * e["size"] for e in batch_events[1:]) / seconds if seconds > 0 else None
+        return batch_size * batch_events[-1]["size"] / statistics.median(gaps)
 
     if not kill:
         return summary | {"images_per_second": rate(steps)}

@@ -557,12 +557,12 @@ def elastic_timeline(measurements: dict):
     commits = [e for e in events if e["event"] == "commit"]
     axes[1].scatter([e["t"] - t0 for e in commits], [e["steps_done"] for e in commits], marker="|",
                     s=80, color=RED, label="commit", zorder=3)
-    for event, style in (("killed a worker", "-"), ("host added to discovery", "--")):
+    for height, (event, style) in enumerate((("killed a worker", "-"), ("host added to discovery", "--"))):
         for e in (e for e in events if e["event"] == event):
             for ax in axes[:2]:
                 ax.axvline(e["t"] - t0, color=RED, ls=style, lw=1)
-            axes[0].text(e["t"] - t0, len(hosts) - 0.45, f" {event} ({e['host']})", color=RED, fontsize=8,
-                         va="top")
+            axes[0].text(e["t"] - t0, len(hosts) - 0.45 - 0.3 * height, f" {event} ({e['host']})", color=RED,
+                         fontsize=8, va="top")
     title = "Steps of the job"
     if summary.get("resumed_at_step"):
         title += (f": killed after step {summary['killed_at_step']}, "
@@ -574,7 +574,7 @@ def elastic_timeline(measurements: dict):
     phases = {k: v for k, v in phases.items() if v}
     if phases:
         bar_chart(phases, list(phases.values()), ax=axes[2], annotate="{:.0f}", ylabel="images/s",
-                  title="Throughput of the job")
+                  title="Training speed of the job (median step)")
     fig.tight_layout()
     return fig
 

@@ -39,6 +39,8 @@ def main() -> None:
     from dlscale.rank import start_rank
 
     threads = args.threads or start_rank().threads  # before TensorFlow loads
+    import numpy as np
+
     from dlscale import cnn, load_mnist, shard
     from dlscale.cnn import tf
     from dlscale.data import quick_test_images
@@ -102,8 +104,12 @@ def main() -> None:
         # Runs again on every worker after each reset, from the state of the last commit.
         while state.epoch < args.epochs:
             mine = shard(len(x_train), hvd.rank(), hvd.size(), min_items=args.batch_size)
-            data = (tf.data.Dataset.from_tensor_slices((x_train[mine], y_train[mine]))
-                    .shuffle(10_000, seed=state.epoch * 1000 + state.batch).repeat().batch(args.batch_size))
+            # This worker's part, shuffled here: fit() runs once per epoch, and a tf.data shuffle
+            # buffer would cost about a second to fill and drop each time.
+            order = np.random.default_rng(state.epoch * 1000 + state.batch).permutation(
+                np.arange(mine.start, mine.stop))
+            data = (tf.data.Dataset.from_tensor_slices((x_train[order], y_train[order]))
+                    .repeat().batch(args.batch_size))
             model.fit(data, steps_per_epoch=args.steps_per_epoch - state.batch, epochs=1, verbose=0,
                       callbacks=[KeepCountAndCommit(state.batch)])
             state.epoch, state.batch = state.epoch + 1, 0
