@@ -86,9 +86,10 @@ def main() -> None:
     # broadcasts by name, and rank 0 restoring a checkpoint must not name them differently.
     model.optimizer.build(model.trainable_variables)
 
-    # Rank 0 resumes from its checkpoint, and tells the others how many epochs it holds.
+    # Rank 0 resumes from its latest intact checkpoint and tells the others how many epochs it holds
+    # (or that none is intact: then every rank stops, and rank 0 says why).
     checkpoints = cnn.Checkpoints(model, cli.checkpoint_dir(args), fresh=args.fresh and rank == 0)
-    first_epoch = broadcast_object(checkpoints.restore() if rank == 0 else 0, root_rank=0)
+    first_epoch = checkpoints.restore_on_rank(0, rank, broadcast_object)
     callbacks = []
 
     # Horovod step 5: broadcast rank 0's weights and optimizer state to every rank (Horovod's
