@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
 import time
 
 from dlscale import cli
@@ -151,6 +152,7 @@ def main() -> None:
         "weights_digest_per_rank": digests, "weights_identical": len(set(digests)) == 1,
         "weights_digest_after_first_step_per_rank": allgather_object(first_step.value),
         "checkpoints_saved_per_rank": allgather_object(checkpoints.saved),
+        "host_per_rank": allgather_object(socket.gethostname()),  # which machine (node) each rank ran on
         "progress_lines_per_rank": allgather_object(log.lines),
         "intra_op_threads_per_rank": allgather_object(tf_info["intra_op_threads"]),
         "threads_per_rank_planned": threads,
