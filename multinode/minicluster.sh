@@ -6,14 +6,16 @@
 #   sudo multinode/minicluster.sh exec node2 hostname      # one command on a node
 #   sudo multinode/minicluster.sh status    # what runs, by process id
 #   sudo multinode/minicluster.sh down      # stop everything it started, delete everything it made
+#   sudo multinode/minicluster.sh restart-node node2      # a node that failed comes back
 #
 # Each node is a network namespace with its own host name and hosts file; a veth pair joins the
 # two with link-local addresses (169.254.77.1 and .2): traffic between them crosses a network
 # interface and a TCP/IP stack, as between two machines, and reaches nothing outside them.
 # Slurm (slurmctld on node1, one slurmd per node) and munge run with their own key, socket, ports,
-# configuration, spool and logs, all in one folder (MINICLUSTER_DIR, default below), so that a
-# Slurm or munge the machine already runs is left alone. Every Slurm command needs that
-# configuration: `exec` and `shell` set SLURM_CONF; elsewhere `. $MINICLUSTER_DIR/env`.
+# configuration, spool and logs, all in one folder (MINICLUSTER_DIR, default
+# /tmp/dlscale-minicluster), so that a Slurm or munge the machine already runs is left alone.
+# Every Slurm command needs that configuration: `exec` and `shell` set SLURM_CONF; elsewhere
+# `. $MINICLUSTER_DIR/env`.
 #
 # Needs root (namespaces, mounts), iproute2's `ip netns`, util-linux's nsenter/unshare, and
 # Debian's slurm-wlm and munge packages. Exit status: 0 done, 1 failed (the reason is printed),
@@ -27,16 +29,19 @@ SUBNET=169.254.77                     # link-local: never routed beyond the veth
 CTLD_PORT=6917                        # not Slurm's default 6817/6818: a real Slurm may be running
 SLURMD_PORT=6918
 WAIT=${MINICLUSTER_WAIT:-60}          # seconds for the nodes to come up idle
+MARKER=.minicluster                   # in STATE: down deletes STATE only when it holds this file
 
 say() { echo "minicluster: $*"; }
 die() { local code=$1; shift; echo "minicluster: error: $*" >&2; exit "$code"; }
 
 address() { echo "$SUBNET.${1#node}"; }   # node2 -> 169.254.77.2
 
-usage() {
-    sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
-    exit "${1:-2}"
+usage() {   # the comment at the top; on standard error after a wrong command
+    local code=${1:-2}
+    if [ "$code" = 0 ]; then show_usage; else show_usage >&2; fi
+    exit "$code"
 }
+show_usage() { sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'; }
 
 requirements() {
     [ "$(id -u)" = 0 ] || die 3 "needs root (it creates network namespaces and mounts): run it with sudo"
@@ -97,6 +102,7 @@ EOF
 }
 
 make_nodes() {
+    [ -d /etc/netns ] || { mkdir /etc/netns && touch "$STATE/made-etc-netns"; }   # removed by down
     for node in "${NODES[@]}"; do
         ip netns add "$PREFIX$node"
         ip -n "$PREFIX$node" link set lo up
@@ -123,9 +129,11 @@ start_munge() {
     mungekey --create --keyfile="$STATE/munge/munge.key" >/dev/null
     # --force: munged refuses a socket folder under the world-writable /tmp otherwise.
     # setsid: the daemons leave the caller's session, so a Ctrl-C there does not reach them.
+    # --origin: the address munged writes into credentials, given so that it looks up no name.
+    # In the foreground it logs to its standard error: munged.out.
     setsid munged --foreground --force --key-file="$STATE/munge/munge.key" --socket="$STATE/munge/socket" \
-        --pid-file="$STATE/munge/munged.pid" --log-file="$STATE/munge/munged.log" \
-        --seed-file="$STATE/munge/seed" >>"$STATE/munge/munged.out" 2>&1 &
+        --pid-file="$STATE/munge/munged.pid" --seed-file="$STATE/munge/seed" --origin=127.0.0.1 \
+        >>"$STATE/munge/munged.out" 2>&1 &
     record munged $!
     for _ in $(seq 50); do
         if munge -n -S "$STATE/munge/socket" 2>/dev/null | unmunge -S "$STATE/munge/socket" >/dev/null 2>&1; then
@@ -133,7 +141,7 @@ start_munge() {
         fi
         sleep 0.1
     done
-    die 1 "munged did not answer on its socket; its log: $(tail -3 "$STATE/munge/munged.log" "$STATE/munge/munged.out" 2>/dev/null)"
+    die 1 "munged did not answer on its socket; its log ends: $(tail -3 "$STATE/munge/munged.out" 2>/dev/null)"
 }
 
 write_slurm_conf() {
@@ -246,8 +254,12 @@ up() {
     fi
     # Whatever a failed or interrupted earlier start left behind goes first.
     down quiet
+    if [ -e "$STATE" ] && [ ! -f "$STATE/$MARKER" ]; then
+        die 1 "$STATE exists and is not the mini cluster's folder: set MINICLUSTER_DIR to a new folder"
+    fi
     mkdir -p "$STATE/bin"
     chmod 700 "$STATE"
+    touch "$STATE/$MARKER"
     # A start that fails (or is interrupted) takes down what it had started.
     trap 'echo "minicluster: starting failed: cleaning up" >&2; down quiet' EXIT
     trap 'exit 130' INT TERM
@@ -295,7 +307,6 @@ down() {
     # 2. whatever still runs on the nodes (jobs, slurmstepd): only our namespaces hold them
     for node in "${NODES[@]}"; do
         if [ -e "/run/netns/$PREFIX$node" ]; then
-            # shellcheck disable=SC2046
             ip netns pids "$PREFIX$node" | xargs -r kill -KILL 2>/dev/null || true
         fi
     done
@@ -310,7 +321,9 @@ down() {
         fi
         rm -rf "/etc/netns/$PREFIX$node"
     done
-    rm -rf "$STATE"
+    if [ -f "$STATE/made-etc-netns" ]; then rmdir /etc/netns 2>/dev/null || true; fi
+    # Only a folder this script made (its marker inside): MINICLUSTER_DIR could name any folder.
+    if [ -f "$STATE/$MARKER" ]; then rm -rf "$STATE"; fi
     [ -n "$quiet" ] || say "down: no namespace, daemon or file of the mini cluster left"
 }
 
