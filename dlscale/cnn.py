@@ -12,6 +12,7 @@ import collections
 import glob
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -214,19 +215,47 @@ def averages_gradients(optimizer) -> bool:
     return hasattr(optimizer, "_allreduce")
 
 
+class NoIntactCheckpoint(SystemExit):
+    """Every checkpoint in the folder is damaged: the run stops with one line that says so.
+
+    A SystemExit: Python prints the message (no traceback) and the process exits with status 1.
+    """
+
+
+def checkpoint_damage(path: str) -> str | None:
+    """Why the checkpoint `path` (e.g. .../ckpt-3) cannot be restored; None when it is intact.
+
+    Every tensor is read back, which checks its checksum: a data file cut short (a full disk, a
+    node lost while writing) or with changed bytes is found here, before any weight is touched,
+    instead of as a DataLossError halfway through a restore.
+    """
+    try:
+        reader = tf.train.load_checkpoint(path)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except (tf.errors.OpError, ValueError, IndexError) as error:  # IndexError: a file cut short
+        reason = str(getattr(error, "message", error)).strip().splitlines()[0]
+        # "TensorBundle at /path/ckpt-3 shard 0 (N bytes): Checksum does not match: ...": the cause
+        reason = re.sub(r"^TensorBundle at \S+ shard \d+ \(\d+ bytes\): ", "", reason)
+        return reason if len(reason) <= 100 else reason[:99] + "…"
+    return None
+
+
 class Checkpoints(tf.keras.callbacks.Callback):
     """Model, optimizer and the number of finished epochs, saved after every epoch.
 
     A Keras callback: in `model.fit(callbacks=[...])` it saves at the end of every epoch.
-    `restore()` loads the latest checkpoint (if any) and returns the epochs already done; a
-    `fresh` start deletes the folder first: TensorFlow would otherwise resume, and a model that
-    already trained for all its epochs would not train at all.
+    `restore()` loads the latest intact checkpoint (if any) and returns the epochs already done;
+    a damaged latest checkpoint is skipped for the one before it (two are kept). A `fresh` start
+    deletes the folder first: TensorFlow would otherwise resume, and a model that already
+    trained for all its epochs would not train at all.
     """
 
     def __init__(self, model, directory: Path, fresh: bool = False):
         super().__init__()
         if fresh and directory.exists():
             shutil.rmtree(directory)
+        self.directory = Path(directory)
         self.done = tf.Variable(0, dtype=tf.int64, name="epochs_done")
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
                                               epochs_done=self.done)
@@ -234,16 +263,41 @@ class Checkpoints(tf.keras.callbacks.Callback):
         self.saved = 0
 
     def restore(self) -> int:
-        latest = self.manager.latest_checkpoint
-        if latest:
-            # Create Adam's slots now, so that they are restored now, not deferred to the step
-            # that creates them.
-            model = self.checkpoint.model
-            model.optimizer.build(model.trainable_variables)
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
-            print(f"resuming from {Path(latest).name}: {int(self.done)} epoch(s) done "
-                  "(--fresh starts over)")
+        damaged = []
+        for path in reversed(self.manager.checkpoints):  # the newest first
+            problem = checkpoint_damage(path)
+            if problem is None:
+                break
+            damaged.append(f"{Path(path).name} is damaged ({problem})")
+        else:
+            if damaged:
+                raise NoIntactCheckpoint(
+                    f"error: no intact checkpoint in {self.directory}: {'; '.join(damaged)}. "
+                    "Start over with --fresh (it deletes them), or give --checkpoint-dir another folder")
+            return 0
+        # Create Adam's slots now, so that they are restored now, not deferred to the step that
+        # creates them.
+        model = self.checkpoint.model
+        model.optimizer.build(model.trainable_variables)
+        self.checkpoint.restore(path).assert_existing_objects_matched()
+        print(("; ".join(damaged) + ": " if damaged else "")
+              + f"resuming from {Path(path).name}: {int(self.done)} epoch(s) done (--fresh starts over)")
         return int(self.done)
+
+    def restore_on_rank(self, root: int, rank: int, broadcast) -> int:
+        """restore() on rank `root`; its answer goes to every rank through `broadcast(value,
+        root_rank=root)` (Horovod's broadcast_object), so that all ranks start from the same epoch,
+        or all stop when no checkpoint is intact (rank `root` says why), none left waiting."""
+        outcome = None
+        if rank == root:
+            try:
+                outcome = self.restore()
+            except NoIntactCheckpoint as stop:
+                outcome = str(stop.code)
+        outcome = broadcast(outcome, root_rank=root)
+        if isinstance(outcome, str):
+            raise NoIntactCheckpoint(outcome if rank == root else 1)
+        return outcome
 
     def save(self, epoch: int) -> None:
         self.done.assign(epoch + 1)

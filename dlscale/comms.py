@@ -22,9 +22,9 @@ import statistics
 import sys
 from pathlib import Path
 
-from .env import quick_mode, results_dir, shown
+from .env import ROOT, quick_mode, results_dir, shown
 from .experiments import training_images
-from .launch import mpirun
+from .launch import mpirun, shown_command
 from .results import read_results, write_results
 
 COLLECTIVES = ("Allreduce", "Reduce_scatter", "Allgather", "Alltoall")
@@ -45,7 +45,8 @@ def data_parallel_plan(ranks: int, parameters: int, base_lr: float, images: int,
 
 def parse_imb(lines: list[str]) -> tuple[dict[str, dict[str, list[dict]]], list[str]]:
     """IMB-MPI1's tables -> ({collective: {processes: [{bytes, repetitions, t_min/t_max/t_avg_us}]}},
-    the tables IMB cut short at its time limit, as "Collective on N ranks")."""
+    the tables IMB cut short at its time limit, as "Collective on N ranks"). PingPong's one time
+    (half a round trip) fills all three times."""
     tables: dict[str, dict[str, list[dict]]] = {}
     cut_short = []
     rows = None
@@ -58,8 +59,13 @@ def parse_imb(lines: list[str]) -> tuple[dict[str, dict[str, list[dict]]], list[
             rows = tables.setdefault(benchmark, {}).setdefault(processes, [])
         elif rows is not None and "time-out" in line:
             cut_short.append(f"{benchmark} on {processes} ranks")
-        elif rows is not None and (numbers := line.split()) and len(numbers) == 5 and numbers[0].isdigit():
-            size, repetitions, t_min, t_max, t_avg = numbers
+        elif rows is not None and (numbers := line.split()) and len(numbers) in (4, 5) \
+                and numbers[0].isdigit():
+            if len(numbers) == 5:  # a collective: #bytes #repetitions t_min t_max t_avg
+                size, repetitions, t_min, t_max, t_avg = numbers
+            else:  # PingPong: #bytes #repetitions t (half a round trip) Mbytes/sec
+                size, repetitions, t_avg, _ = numbers
+                t_min = t_max = t_avg
             rows.append({"bytes": int(size), "repetitions": int(repetitions), "t_min_us": float(t_min),
                          "t_max_us": float(t_max), "t_avg_us": float(t_avg)})
         elif not line.strip():
@@ -84,41 +90,148 @@ def fit_latency_bandwidth(rows: list[dict]) -> dict:
             "n_half_bytes": latency_us * 1e-6 * bandwidth}
 
 
-def imb_sweep(ranks: int = 4, max_log: int | None = None, seconds_per_size: float = 10,
-              name: str = "imb_collectives", echo: bool = False, indent: str = "") -> dict:
-    """Run IMB-MPI1 for COLLECTIVES on 2..ranks ranks over 1 B .. 2**max_log B; write results/NAME.json.
+def imb_run(benchmarks=COLLECTIVES, ranks: int = 2, max_log: int = 20, seconds_per_size: float = 10,
+            options: list[str] | None = None, prefix: list[str] | None = None,
+            genv: dict | None = None, echo: bool = False) -> dict:
+    """One IMB-MPI1 launch of `benchmarks` on 2..ranks ranks over 1 B .. 2**max_log B, read:
+    {"tables", "fits", "cut_short", "seconds", "startup"}. `options` and `prefix` go to
+    dlscale.mpirun (a hostfile, a launcher; a command that runs mpirun on another node).
 
     IMB repeats small messages many times and large ones a few (about 40 MB per size in all);
     `seconds_per_size` only caps a size that is slower still (IMB's own limit, 10 s by default).
     """
-    max_log = max_log or (24 if quick_mode() else 27)
-    print(f"{indent}IMB-MPI1 {' '.join(COLLECTIVES)}: 2 and {ranks} ranks, "
-          f"1 B to {2**max_log / 2**20:g} MiB ...", flush=True)
     # One rank per core at most is not required: IMB measures whatever layout it is given, and
     # oversubscribed ranks show what busy-polling MPI costs when cores are shared.
-    done = mpirun("IMB-MPI1", *COLLECTIVES, "-npmin", 2, "-msglog", f"0:{max_log}", "-time", seconds_per_size,
+    done = mpirun("IMB-MPI1", *benchmarks, "-npmin", 2, "-msglog", f"0:{max_log}", "-time", seconds_per_size,
                   "-mem", 4, "-zero_size", "off", ranks=ranks, threads=1, prepend_rank=False, echo=echo,
-                  timeout=3600)
+                  genv=genv, options=options, prefix=prefix, timeout=3600)
     tables, cut_short = parse_imb(done.output)
-    if cut_short:
-        print(f"{indent}  IMB stopped these sweeps early, at its time limit: {', '.join(cut_short)}")
-    missing = [c for c in COLLECTIVES if c not in tables]
+    missing = [c for c in benchmarks if c not in tables]
     if missing:
         raise RuntimeError(f"IMB-MPI1 printed no table for {missing}; its output ends:\n"
                            + "\n".join(done.output[-20:]))
     fits = {collective: {processes: fit_latency_bandwidth(rows) for processes, rows in by_ranks.items()}
             for collective, by_ranks in tables.items()}
-    for collective, by_ranks in fits.items():
+    return {"tables": tables, "fits": fits, "cut_short": cut_short, "seconds": done.seconds,
+            "startup": mpi_startup(done.output), "command": shown_command(done.command)}
+
+
+def fit_line(fit: dict) -> str:
+    """A fit as words: latency, bandwidth and where a message turns bandwidth-bound."""
+    if not fit["n_half_bytes"]:
+        return f"latency {fit['latency_us']:.1f} us, still latency-bound at the largest size"
+    return (f"latency {fit['latency_us']:.1f} us, bandwidth {fit['bandwidth_gb_per_s']:.2f} GB/s, "
+            f"latency-bound below {fit['n_half_bytes'] / 1024:.0f} KiB")
+
+
+def imb_sweep(ranks: int = 4, max_log: int | None = None, seconds_per_size: float = 10,
+              name: str = "imb_collectives", echo: bool = False, indent: str = "") -> dict:
+    """Run IMB-MPI1 for COLLECTIVES on 2..ranks ranks over 1 B .. 2**max_log B; write results/NAME.json."""
+    max_log = max_log or (24 if quick_mode() else 27)
+    print(f"{indent}IMB-MPI1 {' '.join(COLLECTIVES)}: 2 and {ranks} ranks, "
+          f"1 B to {2**max_log / 2**20:g} MiB ...", flush=True)
+    run = imb_run(COLLECTIVES, ranks, max_log, seconds_per_size, echo=echo)
+    if run["cut_short"]:
+        print(f"{indent}  IMB stopped these sweeps early, at its time limit: {', '.join(run['cut_short'])}")
+    for collective, by_ranks in run["fits"].items():
         for processes, fit in by_ranks.items():
-            reading = (f"bandwidth {fit['bandwidth_gb_per_s']:.2f} GB/s, latency-bound below "
-                       f"{fit['n_half_bytes'] / 1024:.0f} KiB" if fit["n_half_bytes"]
-                       else "still latency-bound at the largest size")
-            print(f"{indent}  {collective:>14} on {processes} ranks: "
-                  f"latency {fit['latency_us']:.1f} us, {reading}")
-    record = {"tables": tables, "fits": fits, "ranks": ranks, "max_bytes": 2**max_log,
-              "cut_short": cut_short, "seconds": done.seconds}
+            print(f"{indent}  {collective:>14} on {processes} ranks: {fit_line(fit)}")
+    record = {"tables": run["tables"], "fits": run["fits"], "ranks": ranks, "max_bytes": 2**max_log,
+              "cut_short": run["cut_short"], "seconds": run["seconds"]}
     write_results(name, record, ranks=ranks, threads_per_rank=1)
     return record
+
+
+def mpi_startup(lines: list[str]) -> dict:
+    """What Intel MPI said at start-up with I_MPI_DEBUG=5: the libfabric provider between nodes
+    (none when every rank is on one node: shared memory only), its tuning file (named after the
+    fabrics: shm, or shm-ofi), and the node each rank runs on (its pinning table)."""
+    facts: dict = {"provider": None, "tuning_file": None, "node_per_rank": {}}
+    for line in lines:
+        if match := re.search(r"MPI startup\(\): libfabric provider: (\S+)", line):
+            facts["provider"] = match.group(1)
+        elif match := re.search(r"MPI startup\(\): Load tuning file: \"?([^\"]+)\"?", line):
+            facts["tuning_file"] = Path(match.group(1).strip()).name
+        elif match := re.search(r"MPI startup\(\): (\d+)\s+\d+\s+(\S+)\s+\{", line):  # rank pid node {cpus}
+            facts["node_per_rank"][match.group(1)] = match.group(2)
+    return facts
+
+
+def fabric_words(startup: dict) -> str:
+    if startup["provider"] is None:
+        return f"shared memory only (tuning file {startup['tuning_file']})"
+    return f"libfabric's {startup['provider']} provider between nodes (tuning file {startup['tuning_file']})"
+
+
+NETWORK_BENCHMARKS = ("PingPong", "Allreduce", "Allgather")
+LAYOUTS = {"one node": "shared memory", "two nodes": "network"}
+
+
+def network_vs_shared_memory(cluster, max_log: int | None = None, name: str = "minicluster_imb",
+                             benchmarks=NETWORK_BENCHMARKS, indent: str = "") -> dict:
+    """IMB on 2 ranks of the mini cluster (dlscale.minicluster), side by side: both ranks on node1
+    (Intel MPI uses shared memory) and one rank on each node (the network between them), with
+    I_MPI_DEBUG=5 for the fabric Intel MPI chose and the bytes node1's network interface carried
+    in each run. Writes results/NAME.json."""
+    max_log = max_log or (20 if quick_mode() else 24)
+    layouts = {"one node": ["-hosts", "node1", "-ppn", "2"],
+               "two nodes": [*cluster.hostfile_options(), "-ppn", "1"]}
+    runs = {}
+    for layout, options in layouts.items():
+        before = cluster.interface_bytes("node1")
+        run = imb_run(benchmarks, 2, max_log, options=options, prefix=cluster.login, genv={"I_MPI_DEBUG": 5})
+        run["interface_bytes"] = cluster.interface_bytes("node1") - before
+        print(f"{indent}{layout}: $ {run['command']}", flush=True)
+        runs[layout] = run
+    record = {"runs": runs, "benchmarks": list(benchmarks), "ranks": 2, "max_bytes": 2**max_log}
+    write_results(name, record, ranks=2, threads_per_rank=1)
+    return record
+
+
+def network_lines(record: dict) -> list[str]:
+    """What a network_vs_shared_memory record says, line by line (the notebook prints these)."""
+    one, two = record["runs"]["one node"], record["runs"]["two nodes"]
+    lines = []
+    for layout, run in record["runs"].items():
+        nodes = sorted(run["startup"]["node_per_rank"].items(), key=lambda item: int(item[0]))
+        placement = ", ".join(f"rank {r} on {node}" for r, node in nodes)
+        lines.append(f"{layout}: {placement}; Intel MPI's fabric: {fabric_words(run['startup'])}; "
+                     f"node1's network interface carried {run['interface_bytes'] / 1e6:.1f} MB")
+    for benchmark in record["benchmarks"]:
+        a, b = one["fits"][benchmark]["2"], two["fits"][benchmark]["2"]
+        lines.append(f"{benchmark:>9}, shared memory: {fit_line(a)}")
+        lines.append(f"{'':>9}  network:       {fit_line(b)}")
+        if a["bandwidth_gb_per_s"] and b["bandwidth_gb_per_s"]:
+            latency = b["latency_us"] / a["latency_us"]
+            bandwidth = b["bandwidth_gb_per_s"] / a["bandwidth_gb_per_s"]
+            lines.append(f"{'':>9}  the network's latency is {latency:.1f}x, its bandwidth {bandwidth:.2f}x "
+                         "shared memory's")
+    return lines
+
+
+def network_as_collectives(record: dict) -> dict:
+    """A network_vs_shared_memory record shaped as an IMB sweep, for dlscale.plots.collectives:
+    one panel per benchmark, one curve per layout."""
+    names = {"one node": "one node (shared memory)", "two nodes": "two nodes (network)"}
+    return {"tables": {b: {names[layout]: run["tables"][b]["2"] for layout, run in record["runs"].items()}
+                       for b in record["benchmarks"]},
+            "fits": {b: {names[layout]: run["fits"][b]["2"] for layout, run in record["runs"].items()}
+                     for b in record["benchmarks"]},
+            "max_bytes": record["max_bytes"]}
+
+
+def model_time_us(fit: dict, n_bytes: float) -> float:
+    """t(n) = latency + n / bandwidth, in microseconds, from a fit_latency_bandwidth() fit."""
+    return fit["latency_us"] + n_bytes / (fit["bandwidth_gb_per_s"] * 1e9) * 1e6
+
+
+REFERENCE_NETWORK = "minicluster_imb"  # benchmarks/reference/NAME.json: the reference run's record
+
+
+def reference_network_record() -> dict:
+    """The reference run's network_vs_shared_memory record (with its machine), shipped with the
+    course, for a notebook that cannot start the mini cluster (it needs root)."""
+    return read_results(REFERENCE_NETWORK, folder=ROOT / "benchmarks" / "reference")
 
 
 def fusion_settings() -> list[dict[str, float]]:

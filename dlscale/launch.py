@@ -58,16 +58,18 @@ def mpirun_command(
     genv: dict[str, object] | None = None,
     prepend_rank: bool = True,
     options: list[str] | None = None,
+    prefix: list[str] | None = None,
 ) -> list[str]:
     """The seed-style command line, e.g. mpirun -prepend-rank -genv OMP_NUM_THREADS=1 -n 2 python -u x.py.
 
     A script not ending in .py is a program (such as IMB-MPI1) and runs as it is; `options` are
-    more mpirun options (such as ["-f", "hostfile", "-ppn", "1"]), placed before -n.
+    more mpirun options (such as ["-f", "hostfile", "-ppn", "1"]), placed before -n; `prefix` is a
+    command that runs mpirun elsewhere (the mini cluster's login node: dlscale.minicluster).
     """
     threads = threads_per_rank(ranks) if threads is None else threads
     if not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a whole number >= 1, got {threads!r}")
-    command = ["mpirun"]
+    command = [*(prefix or []), "mpirun"]
     if prepend_rank:
         command.append("-prepend-rank")
     for key, value in {"OMP_NUM_THREADS": threads, **(genv or {})}.items():
@@ -96,6 +98,7 @@ def mpirun(
     genv: dict[str, object] | None = None,
     prepend_rank: bool = True,
     options: list[str] | None = None,
+    prefix: list[str] | None = None,
     timeout: float | None = None,
     echo: bool = True,
     tail_lines: int = 40,
@@ -120,7 +123,7 @@ def mpirun(
     if program and not shutil.which(str(script)):
         raise FileNotFoundError(f"no program {script} on PATH (IMB-MPI1 ships with impi-rt: run make setup)")
     command = mpirun_command(path, *args, ranks=ranks, threads=threads, genv=genv,
-                             prepend_rank=prepend_rank, options=options)
+                             prepend_rank=prepend_rank, options=options, prefix=prefix)
     printable = shown_command(command)
     if echo:
         print("$ " + printable, flush=True)

@@ -392,15 +392,16 @@ def tf_bench(summary: dict, ceiling: float | None = None):
     return fig
 
 
-def collectives(record: dict, marks: dict[str, int] | None = None):
+def collectives(record: dict, marks: dict[str, int] | None = None, label: str = "{} ranks"):
     """One panel per collective of an IMB sweep: time against message size, the latency-bound
-    region shaded, and `marks` ({label: bytes}, such as a model's gradient size) as lines."""
+    region shaded, and `marks` ({label: bytes}, such as a model's gradient size) as lines.
+    `label` names each curve from its key in the tables (the number of ranks, or a layout)."""
     tables = record["tables"]
     fig, axes = _figure(1, len(tables), figsize=(16, 4), sharey=True)
     for ax, (collective, by_ranks) in zip(axes, tables.items(), strict=True):
         for processes, rows in by_ranks.items():
             ax.loglog([r["bytes"] for r in rows], [r["t_avg_us"] for r in rows], marker=".",
-                      label=f"{processes} ranks")
+                      label=label.format(processes))
         fits = record["fits"][collective].values()
         n_half = max(fit["n_half_bytes"] or record["max_bytes"] for fit in fits)  # None: all latency-bound
         ax.axvspan(1, n_half, color="#ffd966", alpha=0.35, lw=0)

@@ -3,7 +3,7 @@
     mpirun -prepend-rank -genv OMP_NUM_THREADS=2 -n 1 python -u scripts/cnn_mnist.py --epochs 6
 
 Set TF_ENABLE_ONEDNN_OPTS=0 or 1 (e.g. `-genv TF_ENABLE_ONEDNN_OPTS=1`) to run TensorFlow's own
-kernels or oneDNN's. A checkpoint is saved after every epoch; a re-run resumes from the last one
+kernels or oneDNN's. A checkpoint is saved after every epoch; a re-run resumes from the last intact one
 unless --fresh is given. Results (accuracy, learning curve, confusion matrix, images/s, GFLOP/s,
 optionally a profile of one training step) go to results/NAME.json. --precision mixed_bfloat16
 trains with Keras' BF16 policy (oneDNN runs BF16 kernels where the CPU has AVX512_BF16 or AMX).

@@ -11,6 +11,7 @@ marked "Horovod step N"; they use Horovod's own API, the course's helpers do eve
 from __future__ import annotations
 
 import os
+import socket
 import time
 
 from dlscale import cli
@@ -85,9 +86,10 @@ def main() -> None:
     # broadcasts by name, and rank 0 restoring a checkpoint must not name them differently.
     model.optimizer.build(model.trainable_variables)
 
-    # Rank 0 resumes from its checkpoint, and tells the others how many epochs it holds.
+    # Rank 0 resumes from its latest intact checkpoint and tells the others how many epochs it holds
+    # (or that none is intact: then every rank stops, and rank 0 says why).
     checkpoints = cnn.Checkpoints(model, cli.checkpoint_dir(args), fresh=args.fresh and rank == 0)
-    first_epoch = broadcast_object(checkpoints.restore() if rank == 0 else 0, root_rank=0)
+    first_epoch = checkpoints.restore_on_rank(0, rank, broadcast_object)
     callbacks = []
 
     # Horovod step 5: broadcast rank 0's weights and optimizer state to every rank (Horovod's
@@ -141,6 +143,7 @@ def main() -> None:
         "weights_digest_per_rank": digests, "weights_identical": len(set(digests)) == 1,
         "weights_digest_after_first_step_per_rank": allgather_object(first_step.value),
         "checkpoints_saved_per_rank": allgather_object(checkpoints.saved),
+        "host_per_rank": allgather_object(socket.gethostname()),  # which machine (node) each rank ran on
         "progress_lines_per_rank": allgather_object(log.lines),
         "intra_op_threads_per_rank": allgather_object(tf_info["intra_op_threads"]),
         "threads_per_rank_planned": threads,

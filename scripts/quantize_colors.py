@@ -11,6 +11,7 @@ colour; rank 0 gathers the labels, rebuilds the whole picture and writes it with
 from __future__ import annotations
 
 import argparse
+import socket
 import time
 from pathlib import Path
 
@@ -120,7 +121,8 @@ def main() -> None:
         phases = ["read", "init", "iterate", "assign", "gather"]
         marks = [clock["start"], *(clock[p] for p in phases)]
         mine_seconds = dict(zip(phases, np.diff(marks).tolist(), strict=True))
-        per_rank = comm.gather({"rank": rank, "pixels": len(labels), "seconds": mine_seconds}, root=0)
+        per_rank = comm.gather({"rank": rank, "host": socket.gethostname(), "pixels": len(labels),
+                                "seconds": mine_seconds}, root=0)
         iterations_done = int(trained.nIterations[0, 0])
 
     if rank != 0:

@@ -64,6 +64,52 @@ def test_killed_after_an_epoch_a_run_resumes_from_its_checkpoint(in_course_env, 
     assert len(record["epoch_seconds"]) == 3 - record["resumed_from_epoch"]
 
 
+def damage(data_file, how: str) -> None:
+    """What a full disk or a node lost while writing leaves: a data file cut short, or changed bytes."""
+    size = data_file.stat().st_size
+    with open(data_file, "r+b") as f:
+        if how == "truncate":
+            f.truncate(size // 2)
+        else:  # bytes changed in the middle: the file's length is right, a tensor's checksum is not
+            f.seek(size // 2)
+            f.write(bytes(b ^ 0xFF for b in f.read(64)))
+            f.seek(size // 2)
+
+
+@pytest.mark.parametrize(("script", "ranks"), [("scripts/cnn_mnist.py", 1), ("scripts/cnn_mnist_hvd.py", 2)])
+def test_a_damaged_latest_checkpoint_falls_back_to_an_intact_one_or_stops_in_one_line(
+        in_course_env, tmp_path, script, ranks):
+    args = ["--train-images", 256, "--checkpoint-dir", tmp_path, "--name", "test_damaged"]
+
+    def train(epochs: int):
+        return mpirun(script, "--epochs", epochs, *args, ranks=ranks, threads=1, echo=False, timeout=300)
+
+    train(2)
+    take_results("test_damaged")
+    damage(tmp_path / "ckpt-2.data-00000-of-00001", "truncate")
+    output = train(3).output
+    said = [line for line in output if "damaged" in line]
+    assert len(said) == 1 and "ckpt-2 is damaged" in said[0], output[-20:]
+    assert said[0].endswith("resuming from ckpt-1: 1 epoch(s) done (--fresh starts over)"), said
+    assert not any("Traceback" in line for line in output)
+    record = results("test_damaged")
+    assert record["resumed_from_epoch"] == 1 and record["epochs_done"] == 3
+    kept = sorted(p.name for p in tmp_path.glob("ckpt-*.index"))
+    assert kept == ["ckpt-2.index", "ckpt-3.index"], kept  # ckpt-2 written again, whole
+
+    for number, how in ((2, "truncate"), (3, "flip")):  # now none is intact
+        damage(tmp_path / f"ckpt-{number}.data-00000-of-00001", how)
+    with pytest.raises(MPIRunError) as failure:
+        train(4)
+    output = failure.value.output
+    said = [line for line in output if "intact" in line or "damaged" in line or "Error" in line]
+    assert len(said) == 1, output[-30:]
+    assert f"no intact checkpoint in {tmp_path}" in said[0] and "--fresh" in said[0]
+    assert "ckpt-3 is damaged (Checksum does not match" in said[0]  # TensorFlow's words
+    assert "ckpt-2 is damaged (Read less bytes than requested)" in said[0]
+    assert not any("Traceback" in line for line in output)
+
+
 def test_horovod_ranks_agree_and_only_rank_zero_checkpoints(in_course_env, tmp_path):
     mpirun("scripts/cnn_mnist_hvd.py", "--epochs", 2, "--checkpoint-dir", tmp_path,
            "--name", "test_hvd", ranks=2, threads=1, echo=False)

@@ -58,3 +58,38 @@ def test_imb_sweep_measures_four_collectives_on_2_and_4_ranks(in_course_env):
             assert rows[-1]["bytes"] == 2**18 and all(r["t_avg_us"] > 0 for r in rows)
             assert record["fits"][collective][ranks]["latency_us"] > 0
     assert record["cut_short"] == []
+
+
+TWO_NODES = Path(__file__).parent / "data" / "imb_two_nodes_debug5.txt"  # the mini cluster, I_MPI_DEBUG=5
+
+
+def test_pingpong_rows_and_intel_mpis_startup_report_are_read():
+    lines = TWO_NODES.read_text().splitlines()
+    tables, cut_short = comms.parse_imb(lines)
+    assert sorted(tables) == ["Allreduce", "PingPong"] and cut_short == []
+    assert tables["PingPong"]["2"][0] == {"bytes": 1, "repetitions": 1000, "t_min_us": 27.87,
+                                          "t_max_us": 27.87, "t_avg_us": 27.87}  # one time: half a round trip
+    assert [r["bytes"] for r in tables["PingPong"]["2"]] == [1, 2, 4, 8, 16]
+    startup = comms.mpi_startup(lines)
+    assert startup == {"provider": "tcp", "tuning_file": "tuning_generic_shm-ofi.dat",
+                       "node_per_rank": {"0": "node1", "1": "node2"}}
+    assert comms.fabric_words(startup).startswith("libfabric's tcp provider between nodes")
+    shared = comms.mpi_startup(["[0] MPI startup(): Load tuning file: \"/x/tuning_generic_shm.dat\""])
+    assert comms.fabric_words(shared) == "shared memory only (tuning file tuning_generic_shm.dat)"
+
+
+def test_the_reference_network_run_reads_as_the_notebook_prints_it():
+    """What notebook 06 shows where it cannot start the mini cluster (without root)."""
+    reference = comms.reference_network_record()
+    assert reference["machine"]["quick_mode"] is False
+    record = reference["measurements"]
+    assert record["runs"]["two nodes"]["startup"]["provider"] == "tcp"
+    assert record["runs"]["one node"]["startup"]["provider"] is None
+    lines = comms.network_lines(record)
+    assert lines[0].startswith("one node: rank 0 on node1, rank 1 on node1; Intel MPI's fabric: shared")
+    assert lines[1].startswith("two nodes: rank 0 on node1, rank 1 on node2; Intel MPI's fabric: libfabric's")
+    assert sum("the network's latency is" in line for line in lines) == len(record["benchmarks"])
+    curves = comms.network_as_collectives(record)
+    assert set(curves["tables"]) == set(record["benchmarks"]) and curves["max_bytes"] == 2**24
+    fit = record["runs"]["two nodes"]["fits"]["Allreduce"]["2"]
+    assert comms.model_time_us(fit, 0) == fit["latency_us"]
