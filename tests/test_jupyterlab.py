@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import in_ci
 from PIL import Image
 
 from dlscale.env import ROOT
@@ -92,7 +93,7 @@ def test_lab_fetches_no_news_and_checks_no_updates(lab):
 def test_lab_renders_in_a_real_browser(lab, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
-        if os.environ.get("CI"):
+        if in_ci():
             pytest.fail("chromium is missing: .ci/run installs it (apt-get install chromium)")
         pytest.skip("no chromium here (Debian: apt-get install chromium); CI installs it")
     base, token = lab

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import take_results
+from conftest import in_ci, take_results
 from PIL import Image
 
 from dlscale import comms, minicluster
@@ -38,7 +38,7 @@ DOC = ROOT / "docs" / "MULTINODE.md"
 def require_cluster() -> None:
     reason = minicluster.unavailable()
     if reason:
-        if os.environ.get("CI"):
+        if in_ci():
             pytest.fail(f"the mini cluster needs {reason}; .ci/run installs slurm-wlm and munge")
         pytest.skip(f"the mini cluster needs {reason}")
 
