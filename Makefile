@@ -35,11 +35,13 @@ STAMP_PACKAGE := $(VENV)/.dlscale-installed
 KERNEL_SPEC := $(VENV)/share/jupyter/kernels/$(KERNEL)/kernel.json
 LAB_OFFLINE := $(VENV)/etc/jupyter/jupyter_server_config.py
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
+STAMP_HUB := $(VENV)/.hub-installed
+PROXY_VERSION := 5.3.0
 
 comma := ,
 step = @printf '\n\033[1m==> %s\033[0m\n' "$(1)"
 
-.PHONY: help setup lab test test-fast doctor data-full bench exercises lint clean distclean
+.PHONY: help setup lab test test-fast doctor data-full bench exercises lint clean distclean hub hub-stack
 
 help:
 	@echo "make lab        set up (first run about 15 min, later runs seconds) and open JupyterLab"
@@ -47,6 +49,7 @@ help:
 	@echo "make test-fast  the helper units and one short mpirun per script (a few minutes)"
 	@echo "make setup      only the set-up: venv, pinned stack, Horovod, helper package, kernel"
 	@echo "make doctor     check the environment: CPU, TensorFlow/oneDNN, MPI, Horovod, daal4py"
+	@echo "make hub        (root) a JupyterHub for a room: LEARNERS=20 CORES_PER_LEARNER=2 MEMORY_PER_LEARNER=4G"
 	@echo "make data-full  download the full 70,000-image MNIST (needs internet; optional)"
 	@echo "make bench      every benchmark entry; results/benchmarks_HOST.json, .md, .png (about 20 min)"
 	@echo "make exercises  regenerate notebooks/ from solutions/"
@@ -110,6 +113,32 @@ lab: setup
 	$(call step,Starting JupyterLab on 127.0.0.1: open the URL with the token printed below)
 	$(BIN)/jupyter lab --ip=127.0.0.1 --no-browser --ServerApp.root_dir=$(CURDIR) \
 	  --LabApp.default_url=/lab/tree/notebooks/00_getting_started.ipynb $(if $(filter 0,$(shell id -u)),--allow-root)
+
+# A room of learners (docs/INSTRUCTOR.md): as root, a shared install in HUB_PREFIX, one account per
+# learner (passwords printed once; or ACCOUNTS=file.csv of name[,password] lines), and JupyterHub
+# on HUB_IP:HUB_PORT (loopback unless an address is given; beyond loopback it serves HTTPS, with
+# HUB_CERT and HUB_KEY or a self-signed certificate). SLURM=1: each learner's JupyterLab is a
+# Slurm job on the mini cluster (multinode/minicluster.sh up first).
+LEARNERS ?= 0
+HUB_IP ?= 127.0.0.1
+HUB_PORT ?= 8000
+HUB_PREFIX ?= /opt/dl-at-scale
+IDLE_MINUTES ?= 60
+hub: setup
+	$(BIN)/python -m dlscale.hub up --prefix $(HUB_PREFIX) --python $(or $(HUB_PYTHON),$(PYTHON)) \
+	  $(if $(ACCOUNTS),--accounts $(ACCOUNTS),--learners $(LEARNERS)) --ip $(HUB_IP) --port $(HUB_PORT) \
+	  --cores-per-learner $(or $(CORES_PER_LEARNER),0) --memory-per-learner '$(MEMORY_PER_LEARNER)' \
+	  --idle-minutes $(IDLE_MINUTES) $(if $(HUB_CERT),--certificate $(HUB_CERT) $(HUB_KEY)) $(if $(SLURM),--slurm)
+
+# The shared install's part that only the hub needs (run by `make hub` in HUB_PREFIX/course).
+hub-stack: setup $(STAMP_HUB)
+
+$(STAMP_HUB): hub/requirements.txt $(STAMP_STACK)
+	$(call step,JupyterHub$(comma) its idle culler and configurable-http-proxy $(PROXY_VERSION) (npm) into the venv)
+	$(BIN)/pip install -r hub/requirements.txt
+	@command -v npm >/dev/null || { echo "error: npm not found: the hub's proxy is a Node.js program. Debian/Ubuntu: apt-get install nodejs npm"; exit 1; }
+	npm install --prefix $(VENV)/proxy --no-audit --no-fund --loglevel=error configurable-http-proxy@$(PROXY_VERSION)
+	@touch $@
 
 # The full 70,000-image MNIST, for the notebooks' full runs (needs internet; the course works without it).
 data-full: setup

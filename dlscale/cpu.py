@@ -59,10 +59,10 @@ def physical_cores() -> int:
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
 
 
-def _cgroup_folders(proc: Path = Path("/proc/self")) -> list[tuple[str, list[Path]]]:
+def cgroup_folders(proc: Path = Path("/proc/self"), controller: str = "cpu") -> list[tuple[str, list[Path]]]:
     """("v1" or "v2", [its folder, its parent, ... up to the mount]) for this process's cgroups
-    that can hold a CPU limit: the v1 hierarchy with the cpu controller, and the v2 (unified)
-    one, found through /proc/self/cgroup and where /proc/self/mountinfo mounts each."""
+    that can hold a `controller` limit: the v1 hierarchy with that controller, and the v2
+    (unified) one, found through /proc/self/cgroup and where /proc/self/mountinfo mounts each."""
     try:
         memberships = (proc / "cgroup").read_text().splitlines()
         mounts = (proc / "mountinfo").read_text().splitlines()
@@ -72,14 +72,14 @@ def _cgroup_folders(proc: Path = Path("/proc/self")) -> list[tuple[str, list[Pat
     for line in memberships:
         hierarchy, controllers, path = line.split(":", 2)
         version = "v2" if hierarchy == "0" else "v1"
-        if version == "v1" and "cpu" not in controllers.split(","):
+        if version == "v1" and controller not in controllers.split(","):
             continue
         for mount in mounts:
             fields, _, tail = mount.partition(" - ")
             fstype, _, options = (tail.split() + ["", "", ""])[:3]
             root, point = fields.split()[3:5]
             wanted = fstype == "cgroup2" if version == "v2" else (
-                fstype == "cgroup" and "cpu" in options.split(","))
+                fstype == "cgroup" and controller in options.split(","))
             if wanted and (path + "/").startswith(root.rstrip("/") + "/"):
                 inside = Path(path[len(root.rstrip("/")):].lstrip("/"))
                 levels = [Path(point) / inside, *(Path(point) / p for p in inside.parents)]
@@ -95,7 +95,7 @@ def cpu_quota(proc: Path = Path("/proc/self")) -> float | None:
     cores in os.sched_getaffinity, and 64 threads would then take turns on 2 CPUs' worth of time.
     """
     limits = []
-    for version, levels in _cgroup_folders(proc):
+    for version, levels in cgroup_folders(proc):
         for level in levels:
             try:
                 if version == "v2":

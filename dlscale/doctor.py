@@ -42,11 +42,11 @@ class Check:
     fix: str = ""
 
 
-
 def _quota_note() -> str:
     """What limits this learner's share of the machine, when something does."""
     quota = cpu.cpu_quota()
     return f" (a CPU quota of {quota:g} CPUs of {os.cpu_count()})" if quota else ""
+
 
 def version(package: str) -> str | None:
     try:

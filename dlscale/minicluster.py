@@ -28,6 +28,8 @@ SCRIPT = ROOT / "multinode" / "minicluster.sh"
 STATE = Path(os.environ.get("MINICLUSTER_DIR", "/tmp/dlscale-minicluster"))
 NODES = ("node1", "node2")
 NAMESPACE = "dlscale-{}"  # the network namespace of a node (minicluster.sh's PREFIX)
+SWITCH = "dlscale-switch"  # the bridge on this machine that the nodes are cabled to
+HOST = "host"  # this machine, as the nodes' hosts files name it (its address on the switch)
 PACKAGES = {"slurmctld": "slurm-wlm", "slurmd": "slurm-wlm", "sbatch": "slurm-wlm", "munged": "munge"}
 
 
@@ -135,6 +137,15 @@ class MiniCluster:
                                    f"{done.returncode}):\n{(done.stdout + done.stderr).strip()[-3000:]}")
         return done
 
+    def addresses(self) -> dict[str, str]:
+        """{name: address} on the cluster's network, as the nodes' hosts files give them: node1,
+        node2, and `host` (this machine on the switch: where a hub here is reached from a node)."""
+        found = {}
+        for line in Path("/etc/netns", NAMESPACE.format(NODES[0]), "hosts").read_text().splitlines():
+            address, *names = line.split()
+            found.update({name: address for name in names if name != "localhost"})
+        return found
+
     def hostfile_options(self) -> list[str]:
         """mpirun options for a run across the nodes from node1: the hostfile, and Hydra's rsh
         launcher pointed at the wrapper that enters a node (there is no ssh between them)."""
@@ -179,7 +190,7 @@ class MiniCluster:
             raise MiniClusterError(f"restarting {node} failed:\n{(done.stdout + done.stderr).strip()}")
 
     def interface_bytes(self, node: str = "node1") -> int:
-        """Bytes sent plus received so far by the node's network interface (the veth to the other).
+        """Bytes sent plus received so far by the node's network interface (its cable to the switch).
         Read from the host: inside a node, /sys still shows the host's interfaces."""
         done = subprocess.run([shutil.which("ip", path=_path()), "-s", "-j", "-n", NAMESPACE.format(node),
                                "link", "show", "eth0"],
@@ -191,6 +202,8 @@ class MiniCluster:
         """What of the mini cluster still exists: namespaces, hosts files, its folder, and any
         process it recorded (matched by start time, so a reused process id does not count)."""
         left = [f"network namespace {name}" for name in namespaces()]
+        if Path("/sys/class/net", SWITCH).exists():
+            left.append(f"the switch {SWITCH}")
         left += [f"/etc/netns/{NAMESPACE.format(node)}" for node in NODES
                  if Path("/etc/netns", NAMESPACE.format(node)).exists()]
         if self.state.exists():

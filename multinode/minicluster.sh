@@ -8,9 +8,11 @@
 #   sudo multinode/minicluster.sh down      # stop everything it started, delete everything it made
 #   sudo multinode/minicluster.sh restart-node node2      # a node that failed comes back
 #
-# Each node is a network namespace with its own host name and hosts file; a veth pair joins the
-# two with link-local addresses (169.254.77.1 and .2): traffic between them crosses a network
-# interface and a TCP/IP stack, as between two machines, and reaches nothing outside them.
+# Each node is a network namespace with its own host name and hosts file, cabled (a veth each) to
+# one switch (a bridge) with link-local addresses (169.254.77.1 and .2): traffic between them
+# crosses network interfaces and TCP/IP stacks, as between two machines. This machine sits on the
+# same switch as `host` (169.254.77.254), so that a JupyterHub here can serve the nodes (make hub
+# with Slurm); nothing is routed beyond the switch.
 # Slurm (slurmctld on node1, one slurmd per node) and munge run with their own key, socket, ports,
 # configuration, spool and logs, all in one folder (MINICLUSTER_DIR, default
 # /tmp/dlscale-minicluster), so that a Slurm or munge the machine already runs is left alone.
@@ -25,7 +27,9 @@ set -euo pipefail
 STATE=${MINICLUSTER_DIR:-/tmp/dlscale-minicluster}
 NODES=(node1 node2)
 PREFIX=dlscale-                       # network namespaces: dlscale-node1, dlscale-node2
-SUBNET=169.254.77                     # link-local: never routed beyond the veth
+SUBNET=169.254.77                     # link-local: never routed beyond the switch
+HOST_ADDRESS=$SUBNET.254              # this machine on the switch (the hub's side)
+SWITCH=${PREFIX}switch                # the bridge on this machine
 CTLD_PORT=6917                        # not Slurm's default 6817/6818: a real Slurm may be running
 SLURMD_PORT=6918
 WAIT=${MINICLUSTER_WAIT:-60}          # seconds for the nodes to come up idle
@@ -110,11 +114,16 @@ make_nodes() {
         {
             echo "127.0.0.1 localhost"
             for other in "${NODES[@]}"; do echo "$(address "$other") $other"; done
+            echo "$HOST_ADDRESS host"
         } >"/etc/netns/$PREFIX$node/hosts"
     done
-    # One cable between the two nodes, created inside node1 so that no end ever sits on the host.
-    ip -n "${PREFIX}node1" link add eth0 type veth peer name eth0 netns "${PREFIX}node2"
+    # The switch, and one cable per node: eth0 on the node, $PREFIX$node on the switch.
+    ip link add "$SWITCH" type bridge
+    ip addr add "$HOST_ADDRESS/24" dev "$SWITCH"
+    ip link set "$SWITCH" up
     for node in "${NODES[@]}"; do
+        ip link add "$PREFIX$node" type veth peer name eth0 netns "$PREFIX$node"
+        ip link set "$PREFIX$node" master "$SWITCH" up
         ip -n "$PREFIX$node" addr add "$(address "$node")/24" dev eth0
         ip -n "$PREFIX$node" link set eth0 up
     done
@@ -124,14 +133,16 @@ make_nodes() {
 # --- munge and Slurm ------------------------------------------------------------------------------
 
 start_munge() {
-    mkdir -p "$STATE/munge"
-    chmod 700 "$STATE/munge"
-    mungekey --create --keyfile="$STATE/munge/munge.key" >/dev/null
+    # The key is root's alone; the socket is everyone's, as in /run/munge (a learner's sbatch).
+    mkdir -p "$STATE/munge" "$STATE/munge-key"
+    chmod 755 "$STATE/munge"
+    chmod 700 "$STATE/munge-key"
+    mungekey --create --keyfile="$STATE/munge-key/munge.key" >/dev/null
     # --force: munged refuses a socket folder under the world-writable /tmp otherwise.
     # setsid: the daemons leave the caller's session, so a Ctrl-C there does not reach them.
     # --origin: the address munged writes into credentials, given so that it looks up no name.
     # In the foreground it logs to its standard error: munged.out.
-    setsid munged --foreground --force --key-file="$STATE/munge/munge.key" --socket="$STATE/munge/socket" \
+    setsid munged --foreground --force --key-file="$STATE/munge-key/munge.key" --socket="$STATE/munge/socket" \
         --pid-file="$STATE/munge/munged.pid" --seed-file="$STATE/munge/seed" --origin=127.0.0.1 \
         >>"$STATE/munge/munged.out" 2>&1 &
     record munged $!
@@ -258,7 +269,7 @@ up() {
         die 1 "$STATE exists and is not the mini cluster's folder: set MINICLUSTER_DIR to a new folder"
     fi
     mkdir -p "$STATE/bin"
-    chmod 700 "$STATE"
+    chmod 755 "$STATE"   # Slurm's configuration and munge's socket serve every account
     touch "$STATE/$MARKER"
     # A start that fails (or is interrupted) takes down what it had started.
     trap 'echo "minicluster: starting failed: cleaning up" >&2; down quiet' EXIT
@@ -271,7 +282,7 @@ up() {
     start_slurm
     wait_idle
     trap - EXIT INT TERM
-    say "up: ${NODES[*]} idle ($(address node1), $(address node2)); Slurm's configuration: $STATE/etc/slurm.conf"
+    say "up: ${NODES[*]} idle ($(address node1), $(address node2); this machine: $HOST_ADDRESS); Slurm's configuration: $STATE/etc/slurm.conf"
     say "try: $0 shell   (then: sinfo; srun -N2 hostname; sbatch ...)"
 }
 
@@ -310,7 +321,8 @@ down() {
             ip netns pids "$PREFIX$node" | xargs -r kill -KILL 2>/dev/null || true
         fi
     done
-    # 3. the namespaces (deleting them removes the veth), their hosts files, the state folder
+    # 3. the switch, the namespaces (deleting them removes the cables), their hosts files, the state folder
+    if ip link show "$SWITCH" >/dev/null 2>&1; then ip link del "$SWITCH"; fi
     for node in "${NODES[@]}"; do
         if [ -e "/run/netns/$PREFIX$node" ]; then
             for _ in $(seq 20); do   # a process killed above may still hold the namespace

@@ -77,7 +77,8 @@ def test_bench_summarizes_the_results_files_it_ran(course_env):
 
 
 def test_the_reference_run_is_a_full_run_of_every_entry():
-    reference = {path.name: json.loads(path.read_text()) for path in bench.REFERENCE.glob("benchmarks_*.json")}
+    reference = {path.name: json.loads(path.read_text())
+                 for path in bench.REFERENCE.glob("benchmarks_*.json")}
     assert reference, "benchmarks/reference/ should hold a full make bench run to compare with"
     for record in reference.values():
         assert record["machine"]["quick_mode"] is False and record["machine"]["cpu"]["model"]

@@ -67,7 +67,7 @@ def test_a_restricted_affinity_gives_one_thread():
 @pytest.fixture
 def one_cpu_cgroup():
     """A v1 or v2 cgroup limited to one CPU's time, removed afterwards (needs root)."""
-    hierarchies = dict(cpu._cgroup_folders())  # {"v1": [folder, parents...], "v2": [...]}
+    hierarchies = dict(cpu.cgroup_folders())  # {"v1": [folder, parents...], "v2": [...]}
     version = "v1" if "v1" in hierarchies else "v2"
     top = hierarchies.get(version, [None])[0]
     reason = ("creating a cgroup needs root" if os.geteuid() != 0
