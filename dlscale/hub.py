@@ -215,34 +215,48 @@ def read_accounts(path: Path) -> dict[str, str | None]:
     return accounts
 
 
-def create_accounts(accounts: dict[str, str | None], echo=print) -> dict[str, str]:
-    """Accounts (in the course's group, home readable by its owner only) with their passwords;
-    a missing password is generated. Existing accounts get the new password. Returns them all."""
+def create_accounts(accounts: dict[str, str | None]) -> dict[str, str | None]:
+    """Accounts in the course's group, each home readable by its owner only. A new account gets
+    the password given, or a generated one; an existing account keeps its own unless the list
+    gives one (so restarting the hub does not change the room's passwords). Returns {name: the
+    password set, or None where it was left alone}."""
     require_root()
     try:
         grp.getgrnam(GROUP)
     except KeyError:
         subprocess.run([system_tool("groupadd"), GROUP], check=True)
-    given = {}
+    set_now = {}
     for name, password in accounts.items():
         try:
             pwd.getpwnam(name)
         except KeyError:
             subprocess.run([system_tool("useradd"), "--create-home", "--shell", "/bin/bash",
                             "--gid", GROUP, name], check=True)
+            password = password or _password()
         else:
             subprocess.run([system_tool("usermod"), "--append", "--groups", GROUP, name], check=True)
-        given[name] = password or _password()
-        subprocess.run([system_tool("chpasswd")], input=f"{name}:{given[name]}\n", text=True, check=True)
+        if password:
+            subprocess.run([system_tool("chpasswd")], input=f"{name}:{password}\n", text=True, check=True)
+        set_now[name] = password
         os.chmod(pwd.getpwnam(name).pw_dir, 0o700)  # useradd makes homes others can read
-    return given
+    return set_now
 
 
-def print_accounts(given: dict[str, str], generated: set[str]) -> None:
+def print_accounts(set_now: dict[str, str | None], given: dict[str, str | None]) -> None:
+    """The passwords generated now, once; the others are the file's, or the account's own."""
     print(f"\n{'account':<16} password (shown once: hand them out now)")
-    for name, password in given.items():
-        print(f"{name:<16} {password if name in generated else '(as given in the file)'}")
+    for name, password in set_now.items():
+        shown = ("(its own: the account existed)" if password is None
+                 else "(as given in the file)" if given.get(name) else password)
+        print(f"{name:<16} {shown}")
     print()
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:  # the process ended meanwhile
+        return ""
 
 
 def members() -> list[str]:
@@ -262,8 +276,16 @@ def remove_accounts(names: list[str], echo=print) -> None:
     for name in names:
         if name not in ours:
             raise HubError(f"{name} is not an account of the course's group {GROUP}: not removed")
-        subprocess.run([system_tool("pkill"), "-KILL", "-u", name], check=False)
-        subprocess.run([system_tool("userdel"), "--remove", name], check=False, capture_output=True)
+        uid = pwd.getpwnam(name).pw_uid
+        for _ in range(100):  # userdel refuses while a process of the account runs
+            subprocess.run([system_tool("pkill"), "-KILL", "-U", str(uid)], check=False)
+            if not any(Path(p, "status").exists() and f"\nUid:\t{uid}\t" in _read(Path(p, "status"))
+                       for p in Path("/proc").glob("[0-9]*")):
+                break
+            time.sleep(0.1)
+        done = subprocess.run([system_tool("userdel"), "--remove", name], capture_output=True, text=True)
+        if done.returncode not in (0, 12):  # 12: the home could not be removed (already gone)
+            raise HubError(f"userdel {name} failed: {done.stderr.strip()}")
         echo(f"removed {name} and its home")
     for backup in ("/etc/passwd-", "/etc/shadow-", "/etc/group-", "/etc/gshadow-"):
         path = Path(backup)
@@ -358,9 +380,10 @@ def start(state: Path, venv: Path, log=None) -> subprocess.Popen:
                             stderr=subprocess.STDOUT if log else None, start_new_session=True)
 
 
-def stop(process: subprocess.Popen, timeout: float = 20) -> None:
-    """Stop the hub: SIGTERM lets it stop the learners' servers and the proxy, then SIGKILL
-    whatever of its session is left."""
+def stop(process: subprocess.Popen, state: Path, timeout: float = 20) -> None:
+    """Stop the hub: SIGTERM lets it stop the learners' servers and its proxy, then SIGKILL what
+    is left of its session, and of the proxy (in a session of its own: a hub that failed at
+    start-up leaves it running), found through the pid file the hub writes in `state`."""
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -372,6 +395,12 @@ def stop(process: subprocess.Popen, timeout: float = 20) -> None:
     except ProcessLookupError:
         pass
     process.wait()
+    try:
+        proxy = int((state / "proxy.pid").read_text())
+        if "configurable-http-proxy" in Path(f"/proc/{proxy}/cmdline").read_text():
+            os.kill(proxy, signal.SIGKILL)
+    except (OSError, ValueError):  # no pid file, or the proxy is gone
+        pass
 
 
 def url(settings: dict) -> str:
@@ -427,8 +456,7 @@ def main(argv: list[str] | None = None) -> None:
         except KeyError:
             wanted = {args.admin: None} | wanted
         if wanted:
-            given = create_accounts(wanted)
-            print_accounts(given, {n for n, p in wanted.items() if p is None})
+            print_accounts(create_accounts(wanted), wanted)
         settings = write_settings(args.prefix / "hub", venv=venv, ip=args.ip, port=args.port,
                                   admin=args.admin, https=args.https, cores=args.cores_per_learner,
                                   memory=parse_size(args.memory_per_learner),
@@ -445,7 +473,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("\nstopping the hub and every learner's server", flush=True)
     finally:
-        stop(hub)
+        stop(hub, args.prefix / "hub")
 
 
 if __name__ == "__main__":

@@ -198,8 +198,10 @@ def running_hub(stack: Path, tmp: Path, **chosen):
             time.sleep(0.5)
         yield client, settings, process
     finally:
-        hub.stop(process)
+        proxy = int((state / "proxy.pid").read_text()) if (state / "proxy.pid").exists() else None
+        hub.stop(process, state)
         log.close()
+        assert proxy is None or not psutil.pid_exists(proxy) or psutil.Process(proxy).status() == "zombie"
         shutil.rmtree(state, ignore_errors=True)
         for name in LEARNERS:  # nothing of a learner's may outlive the hub
             subprocess.run(["pkill", "-KILL", "-u", name], check=False)
@@ -522,3 +524,10 @@ def test_on_slurm_each_learners_lab_is_a_job_and_their_mpirun_runs_in_it(stack, 
             while cluster.run("node1", "squeue", "-h", "-u", name).stdout.strip():
                 assert time.time() < deadline, "the learner's job outlived their server"
                 time.sleep(1)
+
+
+def test_restarting_the_hub_keeps_the_rooms_passwords(room, accounts):
+    client, _, _, _ = room
+    name = LEARNERS[0]
+    assert hub.create_accounts({name: None}) == {name: None}  # as `make hub` again would
+    assert client.token(name, accounts[name])
