@@ -49,7 +49,7 @@ help:
 	@echo "make test-fast  the helper units and one short mpirun per script (a few minutes)"
 	@echo "make setup      only the set-up: venv, pinned stack, Horovod, helper package, kernel"
 	@echo "make doctor     check the environment: CPU, TensorFlow/oneDNN, MPI, Horovod, daal4py"
-	@echo "make hub        (root) a JupyterHub for a room: LEARNERS=20 CORES_PER_LEARNER=2 MEMORY_PER_LEARNER=4G"
+	@echo "make hub        (root) a JupyterHub for a room: LEARNERS=16 CORES_PER_LEARNER=2 MEMORY_PER_LEARNER=7G"
 	@echo "make data-full  download the full 70,000-image MNIST (needs internet; optional)"
 	@echo "make bench      every benchmark entry; results/benchmarks_HOST.json, .md, .png (about 20 min)"
 	@echo "make exercises  regenerate notebooks/ from solutions/"
