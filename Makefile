@@ -27,7 +27,8 @@ export NNCF_CI := 1
 pin = $(shell sed -n 's/^$(1)==\([^ ]*\).*/\1/p' requirements.txt)
 HOROVOD_VERSION := 0.28.1
 HOROVOD_KEY := horovod-$(HOROVOD_VERSION)-tf$(call pin,tensorflow-cpu)-impi$(call pin,impi-rt)-cp311
-WHEEL_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/dl-at-scale/wheels/$(HOROVOD_KEY)
+WHEEL_ROOT ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/dl-at-scale/wheels
+WHEEL_CACHE ?= $(WHEEL_ROOT)/$(HOROVOD_KEY)
 
 STAMP_STACK := $(VENV)/.stack-installed
 STAMP_HOROVOD := $(VENV)/.horovod-installed
@@ -128,7 +129,7 @@ hub: setup
 	$(BIN)/python -m dlscale.hub up --prefix $(HUB_PREFIX) --python $(or $(HUB_PYTHON),$(PYTHON)) \
 	  $(if $(ACCOUNTS),--accounts $(ACCOUNTS),--learners $(LEARNERS)) --ip $(HUB_IP) --port $(HUB_PORT) \
 	  --cores-per-learner $(or $(CORES_PER_LEARNER),0) --memory-per-learner '$(MEMORY_PER_LEARNER)' \
-	  --idle-minutes $(IDLE_MINUTES) $(if $(HUB_CERT),--certificate $(HUB_CERT) $(HUB_KEY)) $(if $(SLURM),--slurm)
+	  --idle-minutes $(IDLE_MINUTES) $(if $(HUB_CERT),--certificate $(HUB_CERT) $(HUB_KEY)) $(if $(filter-out 0 no false,$(SLURM)),--slurm)
 
 # The shared install's part that only the hub needs (run by `make hub` in HUB_PREFIX/course).
 hub-stack: setup $(STAMP_HUB)

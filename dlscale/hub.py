@@ -84,14 +84,35 @@ def shared_python(preferred: str = "python3.11") -> str:
 
 
 def course_files(source: Path = ROOT) -> list[Path]:
-    """The course's files, relative to `source`: what git tracks or would track (the instructor's
-    uncommitted edits included), or every file but outputs and caches when it is not a clone."""
+    """The course's files, relative to `source`: the files git tracks (with the instructor's
+    uncommitted edits), never an untracked one (a room's password list, a key), or every file but
+    outputs and caches when it is not a clone."""
     if (source / ".git").exists() and shutil.which("git"):
-        listed = subprocess.run(["git", "-C", str(source), "ls-files", "-z", "--cached", "--others",
-                                 "--exclude-standard"], capture_output=True, check=True).stdout
+        listed = subprocess.run(["git", "-C", str(source), "ls-files", "-z", "--cached"],
+                                capture_output=True, check=True).stdout
         return [Path(p) for p in listed.decode().split("\0") if p and (source / p).is_file()]
     return [p.relative_to(source) for p in source.rglob("*") if p.is_file()
             and not any(part in LEFT_OUT for part in p.relative_to(source).parts)]
+
+
+def _wheel_cache() -> list[str]:
+    """Under sudo, HOME is root's: reuse the Horovod wheel the instructor built as themselves."""
+    user = os.environ.get("SUDO_USER")
+    if not user or user == "root":
+        return []
+    try:
+        wheels = Path(pwd.getpwnam(user).pw_dir) / ".cache" / "dl-at-scale" / "wheels"
+    except KeyError:
+        return []
+    return [f"WHEEL_ROOT={wheels}"] if any(wheels.glob("*/horovod-*.whl")) else []
+
+
+def check_prerequisites() -> None:
+    """What the hub needs beyond the course's own set-up, before anything slow starts."""
+    for tool, package in (("npm", "nodejs npm (Node.js 20 or newer)"), ("openssl", "openssl"),
+                          ("runuser", "util-linux"), ("useradd", "passwd")):
+        if not shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin"):
+            raise HubError(f"no {tool} command: install {package} (Debian/Ubuntu: apt-get install ...)")
 
 
 def install(prefix: Path = PREFIX, python: str | None = None, echo=print, quiet: bool = False,
@@ -108,7 +129,8 @@ def install(prefix: Path = PREFIX, python: str | None = None, echo=print, quiet:
     python = shared_python(python or "python3.11")
     echo(f"==> Its venv and JupyterHub, with {python} (the first time: several minutes)")
     made = subprocess.run(["make", "--no-print-directory", "-C", str(course), "hub-stack",
-                           f"PYTHON={python}"], capture_output=quiet, text=True, timeout=timeout)
+                           f"PYTHON={python}", *_wheel_cache()], capture_output=quiet, text=True,
+                          timeout=timeout)
     if made.returncode:
         raise HubError(f"the shared install in {course} failed (make hub-stack)"
                        + (":\n" + (made.stdout + made.stderr)[-3000:] if quiet else ": see above"))
@@ -138,13 +160,24 @@ class Share:
         found = dict(cgroup_folders(controller=controller))
         if "v1" in found:
             return "v1", found["v1"][0]
-        top = found.get("v2", [None])[0]
+        # v2: from the tree's root, which may hand controllers down whatever runs in it (a
+        # cgroup with processes of its own, such as a login session's, may not).
+        top = found.get("v2", [None])[-1]
         if top is not None and controller in (top / "cgroup.controllers").read_text().split():
             return "v2", top
         return None
 
     def create(self) -> Share:
-        """Make the cgroup(s) and write the limits (as root); warns when it cannot."""
+        """Make the cgroup(s) and write the limits (as root): HubError when the system refuses,
+        so that the learner's server does not start without its share."""
+        try:
+            return self._create()
+        except OSError as error:
+            raise HubError(f"could not give {self.name} their share of the machine ({error}); "
+                           "start the hub without CORES_PER_LEARNER / MEMORY_PER_LEARNER, or on a "
+                           "machine where root may create cgroups") from error
+
+    def _create(self) -> Share:
         wanted = {"cpu": self.cpus, "memory": self.memory}
         for controller, limit in wanted.items():
             if not limit:
@@ -228,13 +261,15 @@ def create_accounts(accounts: dict[str, str | None]) -> dict[str, str | None]:
     set_now = {}
     for name, password in accounts.items():
         try:
-            pwd.getpwnam(name)
+            account = pwd.getpwnam(name)
         except KeyError:
             subprocess.run([system_tool("useradd"), "--create-home", "--shell", "/bin/bash",
                             "--gid", GROUP, name], check=True)
             password = password or _password()
         else:
-            subprocess.run([system_tool("usermod"), "--append", "--groups", GROUP, name], check=True)
+            if account.pw_gid != grp.getgrnam(GROUP).gr_gid:
+                raise HubError(f"an account {name} exists already and is not one of the course's "
+                               f"(group {GROUP}): choose another name; it was left as it was")
         if password:
             subprocess.run([system_tool("chpasswd")], input=f"{name}:{password}\n", text=True, check=True)
         set_now[name] = password
@@ -260,12 +295,12 @@ def _read(path: Path) -> str:
 
 
 def members() -> list[str]:
-    """The accounts in the course's group (those this module created)."""
+    """The accounts this module created: those whose own group is the course's."""
     try:
         gid = grp.getgrnam(GROUP).gr_gid
     except KeyError:
         return []
-    return sorted({u.pw_name for u in pwd.getpwall() if u.pw_gid == gid} | set(grp.getgrgid(gid).gr_mem))
+    return sorted(u.pw_name for u in pwd.getpwall() if u.pw_gid == gid)
 
 
 def remove_accounts(names: list[str], echo=print) -> None:
@@ -310,7 +345,7 @@ def certificate(folder: Path, ip: str, own: tuple[Path, Path] | None = None) -> 
         for source, target in zip(own, (cert, key), strict=True):
             shutil.copyfile(source, target)
         key.chmod(0o600)
-    elif not cert.exists():
+    elif not _certificate_fits(cert, ip):
         names = f"IP:{ip},DNS:{os.uname().nodename},DNS:localhost"
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-sha256",
                         "-days", "30", "-subj", f"/CN={os.uname().nodename}", "-addext",
@@ -320,14 +355,23 @@ def certificate(folder: Path, ip: str, own: tuple[Path, Path] | None = None) -> 
     return cert, key
 
 
+def _certificate_fits(cert: Path, ip: str) -> bool:
+    """Whether the generated certificate exists, names `ip` and stays valid for a week more."""
+    if not cert.exists():
+        return False
+    text = subprocess.run(["openssl", "x509", "-in", str(cert), "-noout", "-text", "-checkend", "604800"],
+                          capture_output=True, text=True)
+    return text.returncode == 0 and f"IP Address:{ip}" in text.stdout
+
+
 def parse_size(text: str | None) -> int:
     """Bytes from '4G', '512M' or a number of bytes; 0 (no limit) for None or ''."""
     if not text:
         return 0
     units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-    text = text.strip().upper().removesuffix("B")
+    size = text.strip().upper().removesuffix("B").removesuffix("I")  # 4G, 4GB and 4GiB alike
     try:
-        return int(float(text[:-1]) * units[text[-1]]) if text[-1] in units else int(text)
+        return int(float(size[:-1]) * units[size[-1]]) if size[-1] in units else int(size)
     except (ValueError, IndexError):
         raise HubError(f"not a memory size: {text!r} (such as 4G or 512M)") from None
 
@@ -348,7 +392,7 @@ def write_settings(state: Path, *, venv: Path, ip: str, port: int, admin: str, h
     settings = {
         "venv": str(venv), "course": str(venv.parent), "ip": ip, "port": port, "group": GROUP,
         "admin": admin, "cores_per_learner": cores, "memory_per_learner": memory,
-        "idle_seconds": idle_seconds, "cull_every": cull_every or max(5, min(60, idle_seconds // 4)),
+        "idle_seconds": idle_seconds, "cull_every": cull_every or max(5, min(60, idle_seconds // 4 or 60)),
         "ssl": [str(p) for p in certificate(state, ip, own_certificate)] if https else None,
         "slurm": slurm, **internal,
     }
@@ -439,6 +483,18 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "remove-accounts":
             remove_accounts(args.names or members())
             return
+        memory = parse_size(args.memory_per_learner)  # every setting checked before anything slow
+        try:
+            address = ipaddress.ip_address(args.ip)
+        except ValueError:
+            raise HubError(f"--ip {args.ip}: give an address of this machine (such as 10.0.0.5), "
+                           "not a host name") from None
+        if address.is_unspecified:
+            raise HubError(f"--ip {args.ip}: name the address the room reaches (the certificate "
+                           "and the printed URL carry it)")
+        if args.cores_per_learner < 0 or args.idle_minutes < 0:
+            raise HubError("--cores-per-learner and --idle-minutes are 0 (no limit) or more")
+        check_prerequisites()
         slurm = None
         if args.slurm:
             from .minicluster import MiniCluster
@@ -459,7 +515,7 @@ def main(argv: list[str] | None = None) -> None:
             print_accounts(create_accounts(wanted), wanted)
         settings = write_settings(args.prefix / "hub", venv=venv, ip=args.ip, port=args.port,
                                   admin=args.admin, https=args.https, cores=args.cores_per_learner,
-                                  memory=parse_size(args.memory_per_learner),
+                                  memory=memory,
                                   idle_seconds=int(args.idle_minutes * 60), slurm=slurm,
                                   own_certificate=tuple(args.certificate) if args.certificate else None)
     except (HubError, subprocess.CalledProcessError) as error:

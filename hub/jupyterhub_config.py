@@ -29,7 +29,7 @@ c.PAMAuthenticator.allowed_groups = {settings["group"]}
 # their first login (and each can ask the REST API for a token at once).
 from dlscale.hub import members  # noqa: E402
 
-c.Authenticator.allowed_users = set(members())
+c.Authenticator.allowed_users = set(members()) | {settings["admin"]}
 c.Authenticator.admin_users = {settings["admin"]}
 
 # Each learner's server runs as that learner, in their own copy of the course, with the shared
@@ -46,14 +46,15 @@ c.Spawner.http_timeout = 60
 c.Spawner.start_timeout = 120
 
 # An idle learner's server is stopped (their files stay): the culler runs as a hub service.
-c.JupyterHub.load_roles = [{
-    "name": "idle-culler", "services": ["idle-culler"],
-    "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"]}]
-c.JupyterHub.services = [{"name": "idle-culler", "command": [
-    str(venv / "bin" / "python"), "-m", "jupyterhub_idle_culler",
-    f"--timeout={settings['idle_seconds']}", f"--cull-every={settings['cull_every']}"]}]
-# How often the hub asks the proxy which servers were used: at least as often as the culler looks.
-c.JupyterHub.last_activity_interval = min(300, settings["cull_every"])
+if settings["idle_seconds"] > 0:  # 0: never
+    c.JupyterHub.load_roles = [{
+        "name": "idle-culler", "services": ["idle-culler"],
+        "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"]}]
+    c.JupyterHub.services = [{"name": "idle-culler", "command": [
+        str(venv / "bin" / "python"), "-m", "jupyterhub_idle_culler",
+        f"--timeout={settings['idle_seconds']}", f"--cull-every={settings['cull_every']}"]}]
+    # How often the hub asks the proxy which servers were used: at least as often as the culler looks.
+    c.JupyterHub.last_activity_interval = min(300, settings["cull_every"])
 
 # The same room on Slurm (make hub SLURM=1 with the mini cluster up): each learner's JupyterLab
 # is a Slurm job on a node; their kernels, and the ranks of their `mpirun`, run in that job's

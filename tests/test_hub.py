@@ -55,8 +55,8 @@ def test_accounts_are_read_from_a_csv_file_with_clear_errors(tmp_path):
 
 
 def test_memory_sizes_and_the_https_rule(tmp_path, monkeypatch):
-    assert (hub.parse_size("4G"), hub.parse_size("512m"), hub.parse_size(""), hub.parse_size("1000")) == (
-        4 * 2**30, 512 * 2**20, 0, 1000)
+    assert (hub.parse_size("4G"), hub.parse_size("7GiB"), hub.parse_size("512m"), hub.parse_size(""),
+            hub.parse_size("1000")) == (4 * 2**30, 7 * 2**30, 512 * 2**20, 0, 1000)
     with pytest.raises(hub.HubError, match="not a memory size"):
         hub.parse_size("lots")
     monkeypatch.setattr(hub, "certificate", lambda folder, ip, own: (folder / "c", folder / "k"))
@@ -531,3 +531,5 @@ def test_restarting_the_hub_keeps_the_rooms_passwords(room, accounts):
     name = LEARNERS[0]
     assert hub.create_accounts({name: None}) == {name: None}  # as `make hub` again would
     assert client.token(name, accounts[name])
+    with pytest.raises(hub.HubError, match="exists already and is not one of the course's"):
+        hub.create_accounts({"root": None})  # an account of the machine is never taken over
