@@ -142,12 +142,25 @@ def imb_sweep(ranks: int = 4, max_log: int | None = None, seconds_per_size: floa
     return record
 
 
+def lines_per_rank(lines: list[str]) -> list[str]:
+    """Output of `mpirun -prepend-rank` put back together rank by rank. The launcher writes "[rank] "
+    before every piece it reads from a rank, and a rank that writes a line in several pieces (as
+    Intel MPI's start-up report does) can have the marker land inside it: "node1 [0] {0}". Text
+    before any marker counts as its own stream."""
+    streams: dict[str, list[str]] = {}
+    pieces = re.split(r"\[(\d+)\] ", "\n".join(lines))
+    streams["launcher"] = [pieces[0]]
+    for rank, piece in zip(pieces[1::2], pieces[2::2]):
+        streams.setdefault(rank, []).append(piece)
+    return [line for stream in streams.values() for line in "".join(stream).splitlines()]
+
+
 def mpi_startup(lines: list[str]) -> dict:
     """What Intel MPI said at start-up with I_MPI_DEBUG=5: the libfabric provider between nodes
     (none when every rank is on one node: shared memory only), its tuning file (named after the
     fabrics: shm, or shm-ofi), and the node each rank runs on (its pinning table)."""
     facts: dict = {"provider": None, "tuning_file": None, "node_per_rank": {}}
-    for line in lines:
+    for line in lines_per_rank(lines):
         if match := re.search(r"MPI startup\(\): libfabric provider: (\S+)", line):
             facts["provider"] = match.group(1)
         elif match := re.search(r"MPI startup\(\): Load tuning file: \"?([^\"]+)\"?", line):

@@ -78,6 +78,22 @@ def test_pingpong_rows_and_intel_mpis_startup_report_are_read():
     assert comms.fabric_words(shared) == "shared memory only (tuning file tuning_generic_shm.dat)"
 
 
+def test_the_pinning_table_is_read_when_the_launchers_rank_markers_land_inside_its_lines():
+    # As `mpirun -prepend-rank` prints Intel MPI's report when a line reaches the launcher in
+    # pieces, with another rank's line arriving between two of them.
+    printed = ("node1\nnode2\n[0] [0] [0] MPI startup(): libfabric version: 2.4.0-impi[0] \n"
+               "[0] [0] MPI startup(): libfabric provider: tcp\n"
+               "[0] [0] MPI startup(): Rank    Pid      Node name  Pin cpu\n"
+               "[0] [0] MPI startup(): 0       30090    node1 [0]      {0}\n"
+               "[0] [0] MPI startup(): 1       30091[2] hello from rank 2 of 4 on node2\n[0]     node1      {1}\n"
+               "[0] [0] MPI startup(): 2       30092    node2      {0}\n"
+               "[0] [0] MPI startup(): 3  [0]      30093 [0]    node2      {1}\n")
+    startup = comms.mpi_startup(printed.splitlines())
+    assert startup["provider"] == "tcp"
+    assert startup["node_per_rank"] == {"0": "node1", "1": "node1", "2": "node2", "3": "node2"}
+    assert "hello from rank 2 of 4 on node2" in comms.lines_per_rank(printed.splitlines())
+
+
 def test_the_reference_network_run_reads_as_the_notebook_prints_it():
     """What notebook 06 shows where it cannot start the mini cluster (without root)."""
     reference = comms.reference_network_record()

@@ -204,14 +204,16 @@ def test_the_guides_hostfile_recipe_runs_across_the_two_nodes(cluster):
     env = environment() | cluster.environment()
     done = cluster.run("node1", "bash", "-c", "set -euo pipefail\n" + blocks[0], env=env, timeout=300,
                        check=False)
-    out = done.stdout + done.stderr
-    assert done.returncode == 0, out[-4000:]
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     assert "-ppn 2" in blocks[0] and "-f" in blocks[0]
+    lines = comms.lines_per_rank(done.stdout.splitlines() + done.stderr.splitlines())
+    out = "\n".join(lines)  # each rank's lines whole, wherever the launcher cut them
     for rank, node in ((0, "node1"), (1, "node1"), (2, "node2"), (3, "node2")):  # node by node
         assert f"hello from rank {rank} of 4 on {node}" in out, out[-3000:]
     assert re.search(r"MPI startup\(\): libfabric provider: tcp", out), out[-3000:]
-    placement = comms.mpi_startup(out.splitlines())["node_per_rank"]
-    assert placement == {"0": "node1", "1": "node1", "2": "node2", "3": "node2"}
+    placement = comms.mpi_startup(lines)["node_per_rank"]
+    report = "\n".join(line for line in lines if "MPI startup" in line)
+    assert placement == {"0": "node1", "1": "node1", "2": "node2", "3": "node2"}, report
     assert take_results("cluster_hello")["machine"]["ranks"] == 4
     assert out.count("allreduce sum 3, expected 3 OK") == 2  # Horovod across the nodes
 
